@@ -1,0 +1,346 @@
+//! Putting the daemon together: the data directory, root key, store and
+//! domain service; the `kmsd dev` bootstrap and its credentials file; and
+//! serving gRPC with the maintenance task until shutdown.
+//!
+//! Data directory layout:
+//! - `root.key`: the 32-byte root key, mode 0600.
+//! - `kmsd.db` (+ `-wal`, `-shm`): the SQLite database.
+//! - `credentials`: INI profiles written by `kmsd dev`, mode 0600.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::clock::Clock;
+use crate::crypto::secret::SecretBytes;
+use crate::crypto::{RootKey, wrap};
+use crate::error::KmsError;
+use crate::identity::{Caller, Principal, root_arn};
+use crate::kms::{Kms, KmsSettings, run_maintenance};
+use crate::model::OPERATOR_ACCOUNT;
+use crate::server::grpc::{self, Handler};
+use crate::store::Store;
+use crate::store::sqlite::SqliteStore;
+
+/// Why the daemon could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The data directory or a file in it.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The root key.
+    #[error(transparent)]
+    Crypto(#[from] crate::crypto::Error),
+    /// The database.
+    #[error("database: {0}")]
+    Store(#[from] crate::store::Error),
+    /// A domain operation during bootstrap.
+    #[error("bootstrap: {0}")]
+    Kms(#[from] KmsError),
+    /// The gRPC server.
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The data directory is in a state we do not understand.
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Options of a daemon.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where the root key, database and credentials live.
+    pub data_dir: PathBuf,
+    /// Domain settings.
+    pub settings: KmsSettings,
+    /// How often the maintenance task sweeps.
+    pub sweep_interval: Duration,
+    /// Read connections to the database.
+    pub readers: usize,
+}
+
+impl Options {
+    /// Defaults for a data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            settings: KmsSettings::default(),
+            sweep_interval: Duration::from_secs(60),
+            readers: 4,
+        }
+    }
+}
+
+/// One profile of the credentials file.
+pub struct Profile {
+    /// The gRPC endpoint, e.g. `http://127.0.0.1:7878`.
+    pub endpoint: String,
+    /// The account.
+    pub account_id: String,
+    /// The access key id.
+    pub access_key_id: String,
+    /// The secret access key.
+    pub secret_access_key: SecretBytes,
+}
+
+impl std::fmt::Debug for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Profile")
+            .field("endpoint", &self.endpoint)
+            .field("account_id", &self.account_id)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the dev bootstrap produced.
+#[derive(Debug)]
+pub struct DevCredentials {
+    /// Whether this run created them.
+    pub first_run: bool,
+    /// The first ordinary account's admin user (`[default]`).
+    pub admin: Profile,
+    /// The operator account's root (`[operator]`).
+    pub operator: Profile,
+    /// Where they were written.
+    pub path: PathBuf,
+}
+
+/// An opened daemon: store, root key and domain service.
+pub struct Daemon {
+    kms: Arc<Kms>,
+    root: Arc<RootKey>,
+    store: Arc<SqliteStore>,
+    options: Options,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+const META_OPERATOR_KEY: &str = "dev.operator_access_key_id";
+const META_ADMIN_KEY: &str = "dev.admin_access_key_id";
+const META_ADMIN_ACCOUNT: &str = "dev.admin_account_id";
+
+fn internal_root(account_id: &str) -> Caller {
+    Caller {
+        account_id: account_id.to_owned(),
+        arn: root_arn(account_id),
+        principal: Principal::Root,
+        user_id: account_id.to_owned(),
+        access_key_id: String::new(),
+        source_ip: None,
+        mfa_present: false,
+        session_expiry: None,
+    }
+}
+
+impl Daemon {
+    /// Opens the data directory (creating it, mode 0700, and the root key,
+    /// mode 0600, on first use) and the database, applying migrations.
+    pub fn open(options: Options, clock: Arc<dyn Clock>) -> Result<Self, Error> {
+        let dir = &options.data_dir;
+        if !dir.exists() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io(dir))?;
+        }
+        let (root, created) = RootKey::load_or_create(&dir.join("root.key"))?;
+        let db = dir.join("kmsd.db");
+        if created && db.exists() {
+            return Err(Error::Inconsistent(format!(
+                "{} exists but its root key was missing; a new root key cannot read it",
+                db.display()
+            )));
+        }
+        let store = Arc::new(SqliteStore::open(&db, options.readers)?);
+        let root = Arc::new(root);
+        let kms = Arc::new(Kms::new(
+            Arc::clone(&store) as Arc<dyn Store>,
+            Arc::clone(&root),
+            clock,
+            options.settings.clone(),
+        ));
+        Ok(Self {
+            kms,
+            root,
+            store,
+            options,
+        })
+    }
+
+    /// The domain service.
+    pub fn kms(&self) -> &Arc<Kms> {
+        &self.kms
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.options.data_dir
+    }
+
+    /// The gRPC handlers over this daemon.
+    pub fn handler(&self) -> Handler {
+        Handler::new(Arc::clone(&self.kms), Arc::clone(&self.root))
+    }
+
+    /// On first run, creates the operator account and a first account with
+    /// an `admin` user and an access key for each; on every run, (re)writes
+    /// `credentials` in the data directory with `endpoint`.
+    pub async fn bootstrap_dev(&self, endpoint: &str) -> Result<DevCredentials, Error> {
+        let store = self.kms.store();
+        let first_run = store.get_meta(META_ADMIN_KEY).await?.is_none();
+        if first_run {
+            if store.get_account(OPERATOR_ACCOUNT).await?.is_some() {
+                return Err(Error::Inconsistent(format!(
+                    "{} holds an incomplete bootstrap (an earlier first run was interrupted); remove the data directory and start again",
+                    self.data_dir().display()
+                )));
+            }
+            let operator = self
+                .kms
+                .create_account_with_id(OPERATOR_ACCOUNT, "operator")
+                .await?;
+            let account = self
+                .kms
+                .create_account_with_id(&crate::identity::new_account_id()?, "default")
+                .await?;
+            let root = internal_root(&account.account.id);
+            self.kms.create_user(&root, "admin", None).await?;
+            let admin_key = self.kms.create_access_key(&root, Some("admin")).await?;
+            store
+                .set_meta(META_OPERATOR_KEY, &operator.access_key_id)
+                .await?;
+            store
+                .set_meta(META_ADMIN_ACCOUNT, &account.account.id)
+                .await?;
+            store
+                .set_meta(META_ADMIN_KEY, &admin_key.record.access_key_id)
+                .await?;
+        }
+        let meta = |name: &'static str| async move {
+            store
+                .get_meta(name)
+                .await?
+                .ok_or_else(|| Error::Inconsistent(format!("bootstrap record {name} is missing")))
+        };
+        let admin = self.profile(endpoint, &meta(META_ADMIN_KEY).await?).await?;
+        let operator = self
+            .profile(endpoint, &meta(META_OPERATOR_KEY).await?)
+            .await?;
+        let path = self.data_dir().join("credentials");
+        write_credentials(&path, &[("default", &admin), ("operator", &operator)])?;
+        Ok(DevCredentials {
+            first_run,
+            admin,
+            operator,
+            path,
+        })
+    }
+
+    async fn profile(&self, endpoint: &str, access_key_id: &str) -> Result<Profile, Error> {
+        let rec = self
+            .kms
+            .store()
+            .get_access_key(access_key_id)
+            .await?
+            .ok_or_else(|| {
+                Error::Inconsistent(format!(
+                    "the bootstrap access key {access_key_id} was deleted"
+                ))
+            })?;
+        let secret = wrap::unwrap_credential(&self.root, &rec.access_key_id, &rec.wrapped_secret)?;
+        Ok(Profile {
+            endpoint: endpoint.to_owned(),
+            account_id: rec.account_id,
+            access_key_id: rec.access_key_id,
+            secret_access_key: secret,
+        })
+    }
+
+    /// Serves gRPC on `listener` and runs maintenance until `shutdown`
+    /// resolves; then drains in-flight calls and closes the store, which
+    /// commits every write already queued.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut maintenance_stop = stop_rx.clone();
+        let maintenance = tokio::spawn(run_maintenance(
+            Arc::clone(&self.kms),
+            self.options.sweep_interval,
+            async move {
+                let _ = maintenance_stop.wait_for(|s| *s).await;
+            },
+        ));
+        let result = grpc::serve(listener, self.handler(), async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        })
+        .await;
+        drop(stop_rx);
+        let _ = maintenance.await;
+        let Self {
+            kms, root, store, ..
+        } = self;
+        drop(kms);
+        drop(root);
+        // The last reference: dropping it joins the writer after its queue.
+        drop(store);
+        result.map_err(Error::from)
+    }
+}
+
+/// Writes the credentials file atomically with mode 0600.
+fn write_credentials(path: &Path, profiles: &[(&str, &Profile)]) -> Result<(), Error> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    let mut text = zeroize::Zeroizing::new(String::from(
+        "# Written by `kmsd dev`. Holds secrets: keep it private.\n",
+    ));
+    for (name, p) in profiles {
+        text.push_str(&format!(
+            "\n[{name}]\nendpoint = {}\naccount_id = {}\naccess_key_id = {}\nsecret_access_key = {}\n",
+            p.endpoint,
+            p.account_id,
+            p.access_key_id,
+            String::from_utf8_lossy(p.secret_access_key.expose_secret())
+        ));
+    }
+    f.write_all(text.as_bytes()).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    fs::rename(&tmp, path).map_err(io(path))?;
+    Ok(())
+}

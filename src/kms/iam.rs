@@ -1,0 +1,271 @@
+//! Identity operations: accounts, users and access keys.
+//!
+//! Creating accounts is the operator's right only. Within an account, until
+//! identity policies are evaluated (next issue), any principal of the
+//! account may manage its users and access keys.
+
+use super::{Kms, paging};
+use crate::crypto::secret::SecretBytes;
+use crate::crypto::wrap;
+use crate::error::{KmsError, Result};
+use crate::identity::{self, Caller, Principal};
+use crate::model::{AccessKeyRecord, AccessKeyStatus, Account, User};
+
+/// What CreateAccount answers.
+#[derive(Debug)]
+pub struct AccountCreated {
+    /// The new account.
+    pub account: Account,
+    /// Its root's access key id.
+    pub access_key_id: String,
+    /// Its root's secret, shown once.
+    pub secret: SecretBytes,
+}
+
+/// What CreateAccessKey answers.
+#[derive(Debug)]
+pub struct AccessKeyCreated {
+    /// The stored key (wrapped secret).
+    pub record: AccessKeyRecord,
+    /// The secret, shown once.
+    pub secret: SecretBytes,
+}
+
+fn validate_user_name(name: &str) -> Result<()> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
+    if !ok {
+        return Err(KmsError::validation(format!(
+            "user name '{name}' must be 1 to 64 characters of letters, digits and +=,.@_-"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_path(path: &str) -> Result<()> {
+    let ok = path.len() <= 512
+        && path.starts_with('/')
+        && path.ends_with('/')
+        && path.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    if !ok {
+        return Err(KmsError::validation(format!(
+            "path '{path}' must begin and end with '/' and be at most 512 characters"
+        )));
+    }
+    Ok(())
+}
+
+impl Kms {
+    fn operator_only(&self, caller: &Caller, action: &str) -> Result<()> {
+        if caller.is_operator() {
+            return Ok(());
+        }
+        Err(KmsError::AccessDeniedException(format!(
+            "User: {} is not authorized to perform: iam:{action}; only the operator may",
+            caller.arn
+        )))
+    }
+
+    /// Makes a new access key for `user_name` (`None`: the account root).
+    async fn issue_access_key(
+        &self,
+        account_id: &str,
+        user_name: Option<String>,
+    ) -> Result<(AccessKeyRecord, SecretBytes)> {
+        let (id, secret) = identity::new_access_key()?;
+        let record = AccessKeyRecord {
+            wrapped_secret: wrap::wrap_credential(&self.root, &id, secret.expose_secret())?,
+            access_key_id: id,
+            account_id: account_id.to_owned(),
+            user_name,
+            status: AccessKeyStatus::Active,
+            created: self.clock.now(),
+        };
+        Ok((record, secret))
+    }
+
+    /// CreateAccount (operator only), or the bootstrap's creation of an
+    /// account with a chosen id.
+    pub async fn create_account(&self, caller: &Caller, name: &str) -> Result<AccountCreated> {
+        self.operator_only(caller, "CreateAccount")?;
+        if name.is_empty() || name.len() > 50 {
+            return Err(KmsError::validation(
+                "account_name must be 1 to 50 characters",
+            ));
+        }
+        self.create_account_with_id(&identity::new_account_id()?, name)
+            .await
+    }
+
+    /// Creates an account with a given id and a root access key.
+    pub async fn create_account_with_id(&self, id: &str, name: &str) -> Result<AccountCreated> {
+        let account = Account {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            created: self.clock.now(),
+        };
+        let (record, secret) = self.issue_access_key(id, None).await?;
+        let access_key_id = record.access_key_id.clone();
+        self.store.create_account(account.clone(), record).await?;
+        Ok(AccountCreated {
+            account,
+            access_key_id,
+            secret,
+        })
+    }
+
+    /// CreateUser.
+    pub async fn create_user(
+        &self,
+        caller: &Caller,
+        name: &str,
+        path: Option<&str>,
+    ) -> Result<User> {
+        validate_user_name(name)?;
+        let path = path.unwrap_or("/");
+        validate_path(path)?;
+        let user = User {
+            account_id: caller.account_id.clone(),
+            name: name.to_owned(),
+            user_id: identity::random_id("AIDA")?,
+            path: path.to_owned(),
+            created: self.clock.now(),
+        };
+        self.store
+            .create_user(user.clone())
+            .await
+            .map_err(|e| match KmsError::from(e) {
+                KmsError::AlreadyExistsException(_) => KmsError::AlreadyExistsException(format!(
+                    "User with name {name} already exists."
+                )),
+                other => other,
+            })?;
+        Ok(user)
+    }
+
+    /// DeleteUser, with its access keys.
+    pub async fn delete_user(&self, caller: &Caller, name: &str) -> Result<()> {
+        validate_user_name(name)?;
+        if !self.store.delete_user(&caller.account_id, name).await? {
+            return Err(KmsError::NotFoundException(format!(
+                "The user with name {name} cannot be found."
+            )));
+        }
+        Ok(())
+    }
+
+    /// ListUsers.
+    pub async fn list_users(
+        &self,
+        caller: &Caller,
+        limit: Option<i32>,
+        marker: Option<&str>,
+    ) -> Result<(Vec<User>, Option<String>)> {
+        let limit = paging::limit(limit, 100, 1000)?;
+        let after = paging::position(marker)?;
+        let users = self
+            .store
+            .list_users(&caller.account_id, after.as_deref(), limit + 1)
+            .await?;
+        Ok(paging::page(users, limit, |u| u.name.clone()))
+    }
+
+    /// The user an access-key operation is about: the named one, or the caller itself.
+    async fn key_owner(&self, caller: &Caller, user_name: Option<&str>) -> Result<Option<String>> {
+        match user_name {
+            Some(n) => {
+                validate_user_name(n)?;
+                self.store
+                    .get_user(&caller.account_id, n)
+                    .await?
+                    .ok_or_else(|| {
+                        KmsError::NotFoundException(format!(
+                            "The user with name {n} cannot be found."
+                        ))
+                    })?;
+                Ok(Some(n.to_owned()))
+            }
+            None => Ok(match &caller.principal {
+                Principal::Root => None,
+                Principal::User { name } => Some(name.clone()),
+            }),
+        }
+    }
+
+    /// CreateAccessKey: the secret is returned once, here.
+    pub async fn create_access_key(
+        &self,
+        caller: &Caller,
+        user_name: Option<&str>,
+    ) -> Result<AccessKeyCreated> {
+        let owner = self.key_owner(caller, user_name).await?;
+        let (record, secret) = self.issue_access_key(&caller.account_id, owner).await?;
+        self.store
+            .create_access_key(record.clone(), self.settings.max_access_keys_per_user)
+            .await?;
+        Ok(AccessKeyCreated { record, secret })
+    }
+
+    /// DeleteAccessKey.
+    pub async fn delete_access_key(
+        &self,
+        caller: &Caller,
+        access_key_id: &str,
+        user_name: Option<&str>,
+    ) -> Result<()> {
+        let owner = self.key_owner(caller, user_name).await?;
+        let not_found = || {
+            KmsError::NotFoundException(format!(
+                "The Access Key with id {access_key_id} cannot be found."
+            ))
+        };
+        let rec = self
+            .store
+            .get_access_key(access_key_id)
+            .await?
+            .ok_or_else(not_found)?;
+        if rec.account_id != caller.account_id || rec.user_name != owner {
+            return Err(not_found());
+        }
+        if !self
+            .store
+            .delete_access_key(&caller.account_id, access_key_id)
+            .await?
+        {
+            return Err(not_found());
+        }
+        Ok(())
+    }
+
+    /// ListAccessKeys.
+    pub async fn list_access_keys(
+        &self,
+        caller: &Caller,
+        user_name: Option<&str>,
+    ) -> Result<Vec<AccessKeyRecord>> {
+        let owner = self.key_owner(caller, user_name).await?;
+        Ok(self
+            .store
+            .list_access_keys(&caller.account_id, owner.as_deref())
+            .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names_and_paths() {
+        validate_user_name("alice.smith+ops@example").unwrap();
+        assert!(validate_user_name("").is_err());
+        assert!(validate_user_name("has space").is_err());
+        assert!(validate_user_name(&"a".repeat(65)).is_err());
+        validate_path("/").unwrap();
+        validate_path("/division/team/").unwrap();
+        assert!(validate_path("nope").is_err());
+        assert!(validate_path("/a").is_err());
+    }
+}

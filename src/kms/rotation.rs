@@ -1,0 +1,179 @@
+//! Rotation: EnableKeyRotation, DisableKeyRotation, GetKeyRotationStatus,
+//! RotateKeyOnDemand, ListKeyRotations, and the automatic rotation the
+//! maintenance task performs. A rotation adds a version of the material;
+//! new ciphertexts use the newest, old ones name theirs and still decrypt.
+
+use super::{Kms, paging};
+use crate::clock::Timestamp;
+use crate::crypto::{KeyMaterial, wrap};
+use crate::error::{KmsError, Result};
+use crate::identity::Caller;
+use crate::model::{KeyRecord, KeyState, KeyVersion, RotationType};
+
+/// Shortest and longest automatic rotation period, in days.
+pub const ROTATION_PERIOD_DAYS: std::ops::RangeInclusive<i32> = 90..=2560;
+/// Period when none is given.
+pub const DEFAULT_ROTATION_PERIOD_DAYS: i32 = 365;
+
+/// What GetKeyRotationStatus answers.
+#[derive(Debug, Clone)]
+pub struct RotationStatus {
+    /// The key.
+    pub key: KeyRecord,
+    /// When the last on-demand rotation happened, if any.
+    pub on_demand_rotation_start_date: Option<Timestamp>,
+}
+
+/// Refuses rotation settings changes on keys that are not enabled.
+fn check_enabled(k: &KeyRecord, arn: &str) -> Result<()> {
+    match k.state {
+        KeyState::Enabled => Ok(()),
+        KeyState::Disabled => Err(KmsError::DisabledException(format!("{arn} is disabled."))),
+        KeyState::PendingDeletion => Err(KmsError::KMSInvalidStateException(format!(
+            "{arn} is pending deletion."
+        ))),
+    }
+}
+
+impl Kms {
+    /// EnableKeyRotation: the first rotation comes one period from now.
+    pub async fn enable_key_rotation(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        period_days: Option<i32>,
+    ) -> Result<()> {
+        let days = period_days.unwrap_or(DEFAULT_ROTATION_PERIOD_DAYS);
+        if !ROTATION_PERIOD_DAYS.contains(&days) {
+            return Err(KmsError::validation(format!(
+                "rotation_period_in_days must be between 90 and 2560, got {days}"
+            )));
+        }
+        let key = self
+            .resolve_key_only(caller, key_id, "EnableKeyRotation")
+            .await?;
+        let arn = self.key_arn(&key.account_id, key.id);
+        let now = self.clock.now();
+        self.store
+            .update_key(
+                key.id,
+                Box::new(move |k| {
+                    check_enabled(k, &arn)?;
+                    k.rotation_enabled = true;
+                    k.rotation_period_days = Some(days);
+                    k.next_rotation = Some(now.plus_days(days));
+                    Ok(())
+                }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// DisableKeyRotation.
+    pub async fn disable_key_rotation(&self, caller: &Caller, key_id: &str) -> Result<()> {
+        let key = self
+            .resolve_key_only(caller, key_id, "DisableKeyRotation")
+            .await?;
+        let arn = self.key_arn(&key.account_id, key.id);
+        self.store
+            .update_key(
+                key.id,
+                Box::new(move |k| {
+                    check_enabled(k, &arn)?;
+                    k.rotation_enabled = false;
+                    k.rotation_period_days = None;
+                    k.next_rotation = None;
+                    Ok(())
+                }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// GetKeyRotationStatus.
+    pub async fn get_key_rotation_status(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<RotationStatus> {
+        let key = self
+            .resolve_key_only(caller, key_id, "GetKeyRotationStatus")
+            .await?;
+        let on_demand = self
+            .store
+            .list_key_versions(key.id, None, usize::MAX >> 1)
+            .await?
+            .into_iter()
+            .rev()
+            .find(|v| v.rotation_type == Some(RotationType::OnDemand))
+            .map(|v| v.created);
+        Ok(RotationStatus {
+            key,
+            on_demand_rotation_start_date: on_demand,
+        })
+    }
+
+    /// RotateKeyOnDemand: adds a version now; the automatic schedule is unchanged.
+    pub async fn rotate_key_on_demand(&self, caller: &Caller, key_id: &str) -> Result<KeyRecord> {
+        let key = self
+            .resolve_key_only(caller, key_id, "RotateKeyOnDemand")
+            .await?;
+        self.rotate(&key, RotationType::OnDemand).await
+    }
+
+    /// Adds a version of `key`'s material.
+    pub(super) async fn rotate(&self, key: &KeyRecord, how: RotationType) -> Result<KeyRecord> {
+        let arn = self.key_arn(&key.account_id, key.id);
+        let now = self.clock.now();
+        let root = std::sync::Arc::clone(&self.root);
+        let change = Box::new(move |k: &mut KeyRecord| {
+            check_enabled(k, &arn)?;
+            k.current_version += 1;
+            if how == RotationType::Automatic {
+                k.next_rotation = k.rotation_period_days.map(|d| now.plus_days(d));
+            }
+            Ok(())
+        });
+        let make_version = Box::new(move |k: &KeyRecord| {
+            let material = KeyMaterial::random()?;
+            Ok(KeyVersion {
+                key_id: k.id,
+                version: k.current_version,
+                wrapped_material: wrap::wrap_key_material(
+                    &root,
+                    &k.id,
+                    k.current_version,
+                    &material,
+                )?,
+                created: now,
+                rotation_type: Some(how),
+            })
+        });
+        Ok(self.store.rotate_key(key.id, change, make_version).await?)
+    }
+
+    /// ListKeyRotations: every rotation (not the original material), oldest first.
+    pub async fn list_key_rotations(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        limit: Option<i32>,
+        marker: Option<&str>,
+    ) -> Result<(Vec<KeyVersion>, Option<String>)> {
+        let limit = paging::limit(limit, 100, 1000)?;
+        let after = match paging::position(marker)? {
+            None => 1,
+            Some(s) => s.parse::<u32>().map_err(|_| {
+                KmsError::InvalidMarkerException(format!("marker '{s}' is not valid"))
+            })?,
+        };
+        let key = self
+            .resolve_key_only(caller, key_id, "ListKeyRotations")
+            .await?;
+        let versions = self
+            .store
+            .list_key_versions(key.id, Some(after), limit + 1)
+            .await?;
+        Ok(paging::page(versions, limit, |v| v.version.to_string()))
+    }
+}

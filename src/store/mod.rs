@@ -1,0 +1,184 @@
+//! Persistence. [`Store`] is what the domain needs from a back end; the
+//! SQLite implementation is in [`sqlite`]. A PostgreSQL back end for a fleet
+//! of replicas would implement the same trait without touching `kms`.
+//!
+//! Read-modify-write operations take a closure that runs inside the write
+//! transaction on the current row, so two concurrent state changes can never
+//! both act on a stale copy.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::clock::Timestamp;
+use crate::error::KmsError;
+use crate::model::{AccessKeyRecord, Account, Alias, KeyRecord, KeyVersion, Tag, User};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// SQLite reported an error.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A batch could not be committed; every write in it failed.
+    #[error("commit failed: {0}")]
+    Commit(std::sync::Arc<rusqlite::Error>),
+    /// The row would duplicate a unique name.
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// A stored value could not be read back (a bug or a damaged database).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The database is newer than this build.
+    #[error("database schema version {found} is newer than this build's {supported}")]
+    TooNew {
+        /// Found in the file.
+        found: i64,
+        /// Known to this build.
+        supported: i64,
+    },
+    /// The writer thread is gone (the store is shutting down).
+    #[error("the store is closed")]
+    Closed,
+    /// I/O on the data directory failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// A read-modify-write closure refused the change.
+    #[error(transparent)]
+    Rejected(KmsError),
+}
+
+impl From<Error> for KmsError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Rejected(k) => k,
+            Error::Conflict(what) => {
+                KmsError::AlreadyExistsException(format!("{what} already exists"))
+            }
+            other => KmsError::internal(other),
+        }
+    }
+}
+
+/// Result of a store operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A change to a key row, checked and applied inside the write transaction.
+pub type KeyChange = Box<dyn FnOnce(&mut KeyRecord) -> Result<(), KmsError> + Send>;
+
+/// What the domain needs from persistence.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A value from the `meta` table.
+    async fn get_meta(&self, name: &str) -> Result<Option<String>>;
+    /// Sets a value in the `meta` table.
+    async fn set_meta(&self, name: &str, value: &str) -> Result<()>;
+
+    /// Creates an account with its root's first access key.
+    async fn create_account(&self, account: Account, root_key: AccessKeyRecord) -> Result<()>;
+    /// An account by id.
+    async fn get_account(&self, id: &str) -> Result<Option<Account>>;
+
+    /// Creates a user; `Conflict` if the name is taken in the account.
+    async fn create_user(&self, user: User) -> Result<()>;
+    /// A user by account and name.
+    async fn get_user(&self, account_id: &str, name: &str) -> Result<Option<User>>;
+    /// Deletes a user and its access keys; false if there was none.
+    async fn delete_user(&self, account_id: &str, name: &str) -> Result<bool>;
+    /// Users of an account in name order, after `after`.
+    async fn list_users(
+        &self,
+        account_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<User>>;
+
+    /// Stores an access key unless its owner already has `max_per_owner`.
+    async fn create_access_key(&self, key: AccessKeyRecord, max_per_owner: usize) -> Result<()>;
+    /// An access key by id.
+    async fn get_access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>>;
+    /// The access keys of a user (or of the root, for `None`).
+    async fn list_access_keys(
+        &self,
+        account_id: &str,
+        user_name: Option<&str>,
+    ) -> Result<Vec<AccessKeyRecord>>;
+    /// Deletes an access key of the account; false if there was none.
+    async fn delete_access_key(&self, account_id: &str, id: &str) -> Result<bool>;
+
+    /// Creates a key with its first version and tags.
+    async fn create_key(&self, key: KeyRecord, first: KeyVersion, tags: Vec<Tag>) -> Result<()>;
+    /// A key by id, whatever its account.
+    async fn get_key(&self, id: Uuid) -> Result<Option<KeyRecord>>;
+    /// Keys of an account in id order, after `after`.
+    async fn list_keys(
+        &self,
+        account_id: &str,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<KeyRecord>>;
+    /// Applies `change` to the current row; returns the row as written.
+    /// `NotFoundException` if there is no such key.
+    async fn update_key(&self, id: Uuid, change: KeyChange) -> Result<KeyRecord>;
+    /// Applies `change` (which must advance `current_version`) and stores the
+    /// new version's wrapped material, in one transaction.
+    async fn rotate_key(
+        &self,
+        id: Uuid,
+        change: KeyChange,
+        make_version: VersionMaker,
+    ) -> Result<KeyRecord>;
+    /// One version of a key's material.
+    async fn get_key_version(&self, id: Uuid, version: u32) -> Result<Option<KeyVersion>>;
+    /// Versions of a key in order, after `after`.
+    async fn list_key_versions(
+        &self,
+        id: Uuid,
+        after: Option<u32>,
+        limit: usize,
+    ) -> Result<Vec<KeyVersion>>;
+    /// Destroys a key if it is still pending deletion with a date at or
+    /// before `now`: every version of its material, its aliases and tags,
+    /// securely deleted. Returns whether it destroyed anything.
+    async fn destroy_key_if_due(&self, id: Uuid, now: Timestamp) -> Result<bool>;
+    /// Keys pending deletion whose date is at or before `now`.
+    async fn keys_due_for_deletion(&self, now: Timestamp) -> Result<Vec<Uuid>>;
+    /// Keys with automatic rotation due at or before `now`.
+    async fn keys_due_for_rotation(&self, now: Timestamp) -> Result<Vec<Uuid>>;
+
+    /// Creates an alias; `Conflict` if the name is taken in the account.
+    async fn create_alias(&self, alias: Alias) -> Result<()>;
+    /// Points an existing alias at another key; false if there is none.
+    async fn update_alias(
+        &self,
+        account_id: &str,
+        name: &str,
+        key_id: Uuid,
+        now: Timestamp,
+    ) -> Result<bool>;
+    /// Deletes an alias; false if there was none.
+    async fn delete_alias(&self, account_id: &str, name: &str) -> Result<bool>;
+    /// An alias by account and name.
+    async fn get_alias(&self, account_id: &str, name: &str) -> Result<Option<Alias>>;
+    /// Aliases of an account (optionally of one key) in name order, after `after`.
+    async fn list_aliases(
+        &self,
+        account_id: &str,
+        key_id: Option<Uuid>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Alias>>;
+
+    /// Adds or replaces tags, refusing to go over `max` tags on the key.
+    async fn put_tags(&self, key_id: Uuid, tags: Vec<Tag>, max: usize) -> Result<()>;
+    /// Removes tags by key; absent ones are ignored.
+    async fn remove_tags(&self, key_id: Uuid, keys: Vec<String>) -> Result<()>;
+    /// Tags of a key in key order, after `after`.
+    async fn list_tags(&self, key_id: Uuid, after: Option<&str>, limit: usize) -> Result<Vec<Tag>>;
+}
+
+/// Makes the new version's record once the new version number is known
+/// (inside the write transaction).
+pub type VersionMaker = Box<dyn FnOnce(&KeyRecord) -> Result<KeyVersion, KmsError> + Send>;

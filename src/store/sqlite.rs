@@ -1,0 +1,847 @@
+//! The SQLite back end: WAL, `foreign_keys`, `secure_delete`,
+//! `synchronous = FULL`, and versioned migrations applied at open.
+//!
+//! One writer connection is owned by a dedicated thread that drains a queue
+//! of jobs: every job waiting is run in one `BEGIN IMMEDIATE` transaction,
+//! each inside its own savepoint (so one job's failure does not undo the
+//! others), and the batch is committed with a single fsync before any job's
+//! caller is answered. A few read connections serve queries from
+//! `spawn_blocking`; no lock is held across an `.await`.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::{Error, KeyChange, Result, Store, VersionMaker};
+use crate::clock::Timestamp;
+use crate::error::KmsError;
+use crate::model::{
+    AccessKeyRecord, AccessKeyStatus, Account, Alias, KeyRecord, KeyState, KeyVersion,
+    RotationType, Tag, User,
+};
+
+/// Schema migrations, applied in order; `user_version` counts those applied.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+
+/// Most jobs committed in one transaction.
+const MAX_BATCH: usize = 512;
+
+type Reply = Box<dyn FnOnce(Option<Arc<rusqlite::Error>>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+
+/// A SQLite database with one writer thread and a pool of readers.
+pub struct SqliteStore {
+    jobs: Option<mpsc::Sender<Job>>,
+    checkpoint: Arc<AtomicBool>,
+    readers: Arc<Vec<Mutex<Connection>>>,
+    next_reader: AtomicUsize,
+    writer: Mutex<Option<thread::JoinHandle<()>>>,
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let supported = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    if current > supported {
+        return Err(Error::TooNew {
+            found: current,
+            supported,
+        });
+    }
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(current).unwrap_or(0))
+    {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    pub fn open(path: &Path, readers: usize) -> Result<Self> {
+        let mut writer = Connection::open(path)?;
+        let mode: String =
+            writer.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Corrupt(format!(
+                "could not enable WAL (journal_mode is {mode})"
+            )));
+        }
+        configure(&writer)?;
+        migrate(&mut writer)?;
+
+        let mut pool = Vec::new();
+        for _ in 0..readers.max(1) {
+            let r = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                    | OpenFlags::SQLITE_OPEN_URI,
+            )?;
+            configure(&r)?;
+            pool.push(Mutex::new(r));
+        }
+
+        let (tx, rx) = mpsc::channel::<Job>(4096);
+        let checkpoint = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&checkpoint);
+        let handle = thread::Builder::new()
+            .name("kmsd-sqlite-writer".into())
+            .spawn(move || writer_loop(writer, rx, &flag))?;
+        Ok(Self {
+            jobs: Some(tx),
+            checkpoint,
+            readers: Arc::new(pool),
+            next_reader: AtomicUsize::new(0),
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Runs `f` in the writer's next batch; answers after the batch commits.
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<T>>();
+        let job: Job = Box::new(move |conn: &Connection| {
+            let outcome = in_savepoint(conn, f);
+            Box::new(move |commit_error: Option<Arc<rusqlite::Error>>| {
+                let result = match commit_error {
+                    Some(e) => Err(Error::Commit(e)),
+                    None => outcome,
+                };
+                // The caller may have gone away; its write is committed regardless.
+                let _ = tx.send(result);
+            })
+        });
+        let jobs = self.jobs.as_ref().ok_or(Error::Closed)?;
+        jobs.send(job).await.map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Runs a query on a read connection, off the async threads.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let readers = Arc::clone(&self.readers);
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || {
+            let n = readers.len();
+            // Prefer an idle connection; otherwise wait for ours. The guard
+            // lives only inside this blocking closure.
+            let guard = (0..n)
+                .find_map(|i| readers.get((start + i) % n).and_then(|m| m.try_lock().ok()))
+                .map_or_else(
+                    || {
+                        readers
+                            .get(start % n)
+                            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
+                    },
+                    Some,
+                );
+            match guard {
+                Some(conn) => f(&conn),
+                None => Err(Error::Closed),
+            }
+        })
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))?
+    }
+}
+
+impl Drop for SqliteStore {
+    /// Closes the queue and waits for the writer to commit every job already
+    /// in it, so that no acknowledged write is lost on shutdown.
+    fn drop(&mut self) {
+        self.jobs.take();
+        let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    conn.execute_batch("SAVEPOINT job")?;
+    let r = f(conn);
+    match &r {
+        Ok(_) => conn.execute_batch("RELEASE job")?,
+        Err(_) => conn.execute_batch("ROLLBACK TO job; RELEASE job")?,
+    }
+    r
+}
+
+fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, checkpoint: &AtomicBool) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let begun = conn.execute_batch("BEGIN IMMEDIATE");
+        if let Err(e) = begun {
+            let e = Arc::new(e);
+            tracing::error!(error = %e, "sqlite writer could not begin a transaction; the batch fails");
+            // Dropping a job drops its reply channel: its caller gets `Closed`.
+            batch.clear();
+            continue;
+        }
+        let replies: Vec<Reply> = batch.drain(..).map(|job| job(&conn)).collect();
+        let commit_error = conn.execute_batch("COMMIT").err().map(Arc::new);
+        if let Some(e) = &commit_error {
+            tracing::error!(error = %e, "sqlite commit failed; every write of the batch fails");
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        if commit_error.is_none() && checkpoint.swap(false, Ordering::SeqCst) {
+            // Fold the WAL into the database file and truncate it, so that
+            // pages freed by a destruction do not linger in the log.
+            if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+                tracing::warn!(error = %e, "WAL checkpoint after key destruction failed");
+            }
+        }
+        for reply in replies {
+            reply(commit_error.clone());
+        }
+    }
+}
+
+fn ts(ms: i64) -> Timestamp {
+    Timestamp(ms)
+}
+
+fn parse_uuid(s: &str) -> rusqlite::Result<Uuid> {
+    Uuid::parse_str(s).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn corrupt(what: &str, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        format!("unknown {what} {value:?}").into(),
+    )
+}
+
+const KEY_COLUMNS: &str = "id, account_id, description, state, created_ms, deletion_ms, pending_window_days, \
+     rotation_enabled, rotation_period_days, next_rotation_ms, current_version, policy";
+
+fn key_from_row(r: &Row<'_>) -> rusqlite::Result<KeyRecord> {
+    let state: String = r.get(3)?;
+    Ok(KeyRecord {
+        id: parse_uuid(&r.get::<_, String>(0)?)?,
+        account_id: r.get(1)?,
+        description: r.get(2)?,
+        state: KeyState::parse(&state).ok_or_else(|| corrupt("key state", &state))?,
+        created: ts(r.get(4)?),
+        deletion_date: r.get::<_, Option<i64>>(5)?.map(ts),
+        pending_window_days: r.get(6)?,
+        rotation_enabled: r.get(7)?,
+        rotation_period_days: r.get(8)?,
+        next_rotation: r.get::<_, Option<i64>>(9)?.map(ts),
+        current_version: r.get(10)?,
+        policy: r.get(11)?,
+    })
+}
+
+fn load_key(conn: &Connection, id: Uuid) -> rusqlite::Result<Option<KeyRecord>> {
+    conn.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM keys WHERE id = ?1"))?
+        .query_row([id.to_string()], key_from_row)
+        .optional()
+}
+
+fn save_key(conn: &Connection, k: &KeyRecord) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE keys SET description = ?2, state = ?3, deletion_ms = ?4, pending_window_days = ?5, \
+         rotation_enabled = ?6, rotation_period_days = ?7, next_rotation_ms = ?8, current_version = ?9, \
+         policy = ?10 WHERE id = ?1",
+    )?
+    .execute(params![
+        k.id.to_string(),
+        k.description,
+        k.state.as_str(),
+        k.deletion_date.map(|t| t.0),
+        k.pending_window_days,
+        k.rotation_enabled,
+        k.rotation_period_days,
+        k.next_rotation.map(|t| t.0),
+        k.current_version,
+        k.policy,
+    ])?;
+    Ok(())
+}
+
+fn insert_version(conn: &Connection, v: &KeyVersion) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO key_versions (key_id, version, wrapped_material, created_ms, rotation_type) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        v.key_id.to_string(),
+        v.version,
+        v.wrapped_material,
+        v.created.0,
+        v.rotation_type.map(RotationType::as_str),
+    ])?;
+    Ok(())
+}
+
+fn version_from_row(r: &Row<'_>) -> rusqlite::Result<KeyVersion> {
+    let rt: Option<String> = r.get(4)?;
+    Ok(KeyVersion {
+        key_id: parse_uuid(&r.get::<_, String>(0)?)?,
+        version: r.get(1)?,
+        wrapped_material: r.get(2)?,
+        created: ts(r.get(3)?),
+        rotation_type: match rt {
+            None => None,
+            Some(s) => Some(RotationType::parse(&s).ok_or_else(|| corrupt("rotation type", &s))?),
+        },
+    })
+}
+
+fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        account_id: r.get(0)?,
+        name: r.get(1)?,
+        user_id: r.get(2)?,
+        path: r.get(3)?,
+        created: ts(r.get(4)?),
+    })
+}
+
+fn access_key_from_row(r: &Row<'_>) -> rusqlite::Result<AccessKeyRecord> {
+    let status: String = r.get(4)?;
+    Ok(AccessKeyRecord {
+        access_key_id: r.get(0)?,
+        account_id: r.get(1)?,
+        user_name: r.get(2)?,
+        wrapped_secret: r.get(3)?,
+        status: AccessKeyStatus::parse(&status)
+            .ok_or_else(|| corrupt("access key status", &status))?,
+        created: ts(r.get(5)?),
+    })
+}
+
+fn alias_from_row(r: &Row<'_>) -> rusqlite::Result<Alias> {
+    Ok(Alias {
+        account_id: r.get(0)?,
+        name: r.get(1)?,
+        key_id: parse_uuid(&r.get::<_, String>(2)?)?,
+        created: ts(r.get(3)?),
+        updated: ts(r.get(4)?),
+    })
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+    )
+}
+
+fn limit_i64(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+fn collect<T>(rows: impl Iterator<Item = rusqlite::Result<T>>) -> Result<Vec<T>> {
+    rows.collect::<rusqlite::Result<Vec<T>>>()
+        .map_err(Error::from)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn get_meta(&self, name: &str) -> Result<Option<String>> {
+        let name = name.to_owned();
+        self.read(move |c| {
+            Ok(c.prepare_cached("SELECT value FROM meta WHERE name = ?1")?
+                .query_row([name], |r| r.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn set_meta(&self, name: &str, value: &str) -> Result<()> {
+        let (name, value) = (name.to_owned(), value.to_owned());
+        self.write(move |c| {
+            c.prepare_cached("INSERT INTO meta (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = ?2")?
+                .execute([name, value])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_account(&self, a: Account, root_key: AccessKeyRecord) -> Result<()> {
+        self.write(move |c| {
+            c.prepare_cached("INSERT INTO accounts (id, name, created_ms) VALUES (?1, ?2, ?3)")?
+                .execute(params![a.id, a.name, a.created.0])
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        Error::Conflict(format!("account {}", a.id))
+                    } else {
+                        e.into()
+                    }
+                })?;
+            insert_access_key(c, &root_key)
+        })
+        .await
+    }
+
+    async fn get_account(&self, id: &str) -> Result<Option<Account>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT id, name, created_ms FROM accounts WHERE id = ?1")?
+                    .query_row([id], |r| {
+                        Ok(Account {
+                            id: r.get(0)?,
+                            name: r.get(1)?,
+                            created: ts(r.get(2)?),
+                        })
+                    })
+                    .optional()?,
+            )
+        })
+        .await
+    }
+
+    async fn create_user(&self, u: User) -> Result<()> {
+        self.write(move |c| {
+            c.prepare_cached("INSERT INTO users (account_id, name, user_id, path, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                .execute(params![u.account_id, u.name, u.user_id, u.path, u.created.0])
+                .map_err(|e| if is_unique_violation(&e) { Error::Conflict(format!("user {}", u.name)) } else { e.into() })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_user(&self, account_id: &str, name: &str) -> Result<Option<User>> {
+        let (a, n) = (account_id.to_owned(), name.to_owned());
+        self.read(move |c| {
+            Ok(c.prepare_cached("SELECT account_id, name, user_id, path, created_ms FROM users WHERE account_id = ?1 AND name = ?2")?
+                .query_row([a, n], user_from_row)
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn delete_user(&self, account_id: &str, name: &str) -> Result<bool> {
+        let (a, n) = (account_id.to_owned(), name.to_owned());
+        self.write(move |c| {
+            Ok(
+                c.prepare_cached("DELETE FROM users WHERE account_id = ?1 AND name = ?2")?
+                    .execute([a, n])?
+                    > 0,
+            )
+        })
+        .await
+    }
+
+    async fn list_users(
+        &self,
+        account_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<User>> {
+        let (a, after) = (account_id.to_owned(), after.unwrap_or("").to_owned());
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT account_id, name, user_id, path, created_ms FROM users \
+                 WHERE account_id = ?1 AND name > ?2 ORDER BY name LIMIT ?3",
+            )?;
+            collect(st.query_map(params![a, after, limit_i64(limit)], user_from_row)?)
+        })
+        .await
+    }
+
+    async fn create_access_key(&self, key: AccessKeyRecord, max_per_owner: usize) -> Result<()> {
+        self.write(move |c| {
+            let n: i64 = c
+                .prepare_cached(
+                    "SELECT count(*) FROM access_keys WHERE account_id = ?1 AND user_name IS ?2",
+                )?
+                .query_row(params![key.account_id, key.user_name], |r| r.get(0))?;
+            if n >= limit_i64(max_per_owner) {
+                return Err(Error::Rejected(KmsError::LimitExceededException(format!(
+                    "cannot exceed quota for AccessKeysPerUser: {max_per_owner}"
+                ))));
+            }
+            insert_access_key(c, &key)
+        })
+        .await
+    }
+
+    async fn get_access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT id, account_id, user_name, wrapped_secret, status, created_ms FROM access_keys WHERE id = ?1",
+            )?
+            .query_row([id], access_key_from_row)
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn list_access_keys(
+        &self,
+        account_id: &str,
+        user_name: Option<&str>,
+    ) -> Result<Vec<AccessKeyRecord>> {
+        let (a, u) = (account_id.to_owned(), user_name.map(str::to_owned));
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, account_id, user_name, wrapped_secret, status, created_ms FROM access_keys \
+                 WHERE account_id = ?1 AND user_name IS ?2 ORDER BY created_ms, id",
+            )?;
+            collect(st.query_map(params![a, u], access_key_from_row)?)
+        })
+        .await
+    }
+
+    async fn delete_access_key(&self, account_id: &str, id: &str) -> Result<bool> {
+        let (a, id) = (account_id.to_owned(), id.to_owned());
+        self.write(move |c| {
+            Ok(
+                c.prepare_cached("DELETE FROM access_keys WHERE account_id = ?1 AND id = ?2")?
+                    .execute([a, id])?
+                    > 0,
+            )
+        })
+        .await
+    }
+
+    async fn create_key(&self, k: KeyRecord, first: KeyVersion, tags: Vec<Tag>) -> Result<()> {
+        self.write(move |c| {
+            c.prepare_cached(&format!(
+                "INSERT INTO keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+            ))?
+            .execute(params![
+                k.id.to_string(),
+                k.account_id,
+                k.description,
+                k.state.as_str(),
+                k.created.0,
+                k.deletion_date.map(|t| t.0),
+                k.pending_window_days,
+                k.rotation_enabled,
+                k.rotation_period_days,
+                k.next_rotation.map(|t| t.0),
+                k.current_version,
+                k.policy,
+            ])?;
+            insert_version(c, &first)?;
+            for t in &tags {
+                upsert_tag(c, k.id, t)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_key(&self, id: Uuid) -> Result<Option<KeyRecord>> {
+        self.read(move |c| Ok(load_key(c, id)?)).await
+    }
+
+    async fn list_keys(
+        &self,
+        account_id: &str,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<KeyRecord>> {
+        let (a, after) = (
+            account_id.to_owned(),
+            after.map(|u| u.to_string()).unwrap_or_default(),
+        );
+        self.read(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {KEY_COLUMNS} FROM keys WHERE account_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+            ))?;
+            collect(st.query_map(params![a, after, limit_i64(limit)], key_from_row)?)
+        })
+        .await
+    }
+
+    async fn update_key(&self, id: Uuid, change: KeyChange) -> Result<KeyRecord> {
+        self.write(move |c| {
+            let mut k = load_key(c, id)?.ok_or_else(|| Error::Rejected(not_found(id)))?;
+            change(&mut k).map_err(Error::Rejected)?;
+            save_key(c, &k)?;
+            Ok(k)
+        })
+        .await
+    }
+
+    async fn rotate_key(
+        &self,
+        id: Uuid,
+        change: KeyChange,
+        make_version: VersionMaker,
+    ) -> Result<KeyRecord> {
+        self.write(move |c| {
+            let mut k = load_key(c, id)?.ok_or_else(|| Error::Rejected(not_found(id)))?;
+            let before = k.current_version;
+            change(&mut k).map_err(Error::Rejected)?;
+            if k.current_version != before + 1 {
+                return Err(Error::Corrupt(format!(
+                    "rotation of {id} did not advance the version by one"
+                )));
+            }
+            let v = make_version(&k).map_err(Error::Rejected)?;
+            insert_version(c, &v)?;
+            save_key(c, &k)?;
+            Ok(k)
+        })
+        .await
+    }
+
+    async fn get_key_version(&self, id: Uuid, version: u32) -> Result<Option<KeyVersion>> {
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT key_id, version, wrapped_material, created_ms, rotation_type FROM key_versions \
+                 WHERE key_id = ?1 AND version = ?2",
+            )?
+            .query_row(params![id.to_string(), version], version_from_row)
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn list_key_versions(
+        &self,
+        id: Uuid,
+        after: Option<u32>,
+        limit: usize,
+    ) -> Result<Vec<KeyVersion>> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT key_id, version, wrapped_material, created_ms, rotation_type FROM key_versions \
+                 WHERE key_id = ?1 AND version > ?2 ORDER BY version LIMIT ?3",
+            )?;
+            collect(st.query_map(params![id.to_string(), after.unwrap_or(0), limit_i64(limit)], version_from_row)?)
+        })
+        .await
+    }
+
+    async fn destroy_key_if_due(&self, id: Uuid, now: Timestamp) -> Result<bool> {
+        let checkpoint = Arc::clone(&self.checkpoint);
+        let destroyed = self
+            .write(move |c| {
+                let Some(k) = load_key(c, id)? else {
+                    return Ok(false);
+                };
+                let due = k.state == KeyState::PendingDeletion
+                    && k.deletion_date.is_some_and(|d| d <= now);
+                if !due {
+                    return Ok(false);
+                }
+                // With secure_delete on, the freed pages are overwritten with zeros.
+                let idt = id.to_string();
+                c.prepare_cached("DELETE FROM key_versions WHERE key_id = ?1")?
+                    .execute([&idt])?;
+                c.prepare_cached("DELETE FROM aliases WHERE key_id = ?1")?
+                    .execute([&idt])?;
+                c.prepare_cached("DELETE FROM tags WHERE key_id = ?1")?
+                    .execute([&idt])?;
+                c.prepare_cached("DELETE FROM keys WHERE id = ?1")?
+                    .execute([&idt])?;
+                checkpoint.store(true, Ordering::SeqCst);
+                Ok(true)
+            })
+            .await?;
+        Ok(destroyed)
+    }
+
+    async fn keys_due_for_deletion(&self, now: Timestamp) -> Result<Vec<Uuid>> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT id FROM keys WHERE state = 'PendingDeletion' AND deletion_ms <= ?1 ORDER BY deletion_ms",
+            )?;
+            collect(st.query_map([now.0], |r| parse_uuid(&r.get::<_, String>(0)?))?)
+        })
+        .await
+    }
+
+    async fn keys_due_for_rotation(&self, now: Timestamp) -> Result<Vec<Uuid>> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT id FROM keys WHERE rotation_enabled = 1 AND state = 'Enabled' AND next_rotation_ms <= ?1 \
+                 ORDER BY next_rotation_ms",
+            )?;
+            collect(st.query_map([now.0], |r| parse_uuid(&r.get::<_, String>(0)?))?)
+        })
+        .await
+    }
+
+    async fn create_alias(&self, a: Alias) -> Result<()> {
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO aliases (account_id, name, key_id, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![a.account_id, a.name, a.key_id.to_string(), a.created.0, a.updated.0])
+            .map_err(|e| if is_unique_violation(&e) { Error::Conflict(format!("alias {}", a.name)) } else { e.into() })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn update_alias(
+        &self,
+        account_id: &str,
+        name: &str,
+        key_id: Uuid,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let (a, n) = (account_id.to_owned(), name.to_owned());
+        self.write(move |c| {
+            Ok(c.prepare_cached("UPDATE aliases SET key_id = ?3, updated_ms = ?4 WHERE account_id = ?1 AND name = ?2")?
+                .execute(params![a, n, key_id.to_string(), now.0])?
+                > 0)
+        })
+        .await
+    }
+
+    async fn delete_alias(&self, account_id: &str, name: &str) -> Result<bool> {
+        let (a, n) = (account_id.to_owned(), name.to_owned());
+        self.write(move |c| {
+            Ok(
+                c.prepare_cached("DELETE FROM aliases WHERE account_id = ?1 AND name = ?2")?
+                    .execute([a, n])?
+                    > 0,
+            )
+        })
+        .await
+    }
+
+    async fn get_alias(&self, account_id: &str, name: &str) -> Result<Option<Alias>> {
+        let (a, n) = (account_id.to_owned(), name.to_owned());
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT account_id, name, key_id, created_ms, updated_ms FROM aliases WHERE account_id = ?1 AND name = ?2",
+            )?
+            .query_row([a, n], alias_from_row)
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn list_aliases(
+        &self,
+        account_id: &str,
+        key_id: Option<Uuid>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Alias>> {
+        let (a, k, after) = (
+            account_id.to_owned(),
+            key_id.map(|u| u.to_string()),
+            after.unwrap_or("").to_owned(),
+        );
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT account_id, name, key_id, created_ms, updated_ms FROM aliases \
+                 WHERE account_id = ?1 AND (?2 IS NULL OR key_id = ?2) AND name > ?3 ORDER BY name LIMIT ?4",
+            )?;
+            collect(st.query_map(params![a, k, after, limit_i64(limit)], alias_from_row)?)
+        })
+        .await
+    }
+
+    async fn put_tags(&self, key_id: Uuid, tags: Vec<Tag>, max: usize) -> Result<()> {
+        self.write(move |c| {
+            for t in &tags {
+                upsert_tag(c, key_id, t)?;
+            }
+            let n: i64 = c
+                .prepare_cached("SELECT count(*) FROM tags WHERE key_id = ?1")?
+                .query_row([key_id.to_string()], |r| r.get(0))?;
+            if n > limit_i64(max) {
+                // The savepoint rolls the upserts back.
+                return Err(Error::Rejected(KmsError::LimitExceededException(format!(
+                    "a key can have at most {max} tags"
+                ))));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_tags(&self, key_id: Uuid, keys: Vec<String>) -> Result<()> {
+        self.write(move |c| {
+            let mut st = c.prepare_cached("DELETE FROM tags WHERE key_id = ?1 AND tag_key = ?2")?;
+            for k in &keys {
+                st.execute(params![key_id.to_string(), k])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_tags(&self, key_id: Uuid, after: Option<&str>, limit: usize) -> Result<Vec<Tag>> {
+        let after = after.unwrap_or("").to_owned();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT tag_key, tag_value FROM tags WHERE key_id = ?1 AND tag_key > ?2 ORDER BY tag_key LIMIT ?3",
+            )?;
+            collect(st.query_map(params![key_id.to_string(), after, limit_i64(limit)], |r| {
+                Ok(Tag { key: r.get(0)?, value: r.get(1)? })
+            })?)
+        })
+        .await
+    }
+}
+
+fn not_found(id: Uuid) -> KmsError {
+    KmsError::NotFoundException(format!("key '{id}' does not exist"))
+}
+
+fn insert_access_key(c: &Connection, k: &AccessKeyRecord) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO access_keys (id, account_id, user_name, wrapped_secret, status, created_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        k.access_key_id,
+        k.account_id,
+        k.user_name,
+        k.wrapped_secret,
+        k.status.as_str(),
+        k.created.0
+    ])?;
+    Ok(())
+}
+
+fn upsert_tag(c: &Connection, key_id: Uuid, t: &Tag) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT INTO tags (key_id, tag_key, tag_value) VALUES (?1, ?2, ?3) \
+         ON CONFLICT(key_id, tag_key) DO UPDATE SET tag_value = ?3",
+    )?
+    .execute(params![key_id.to_string(), t.key, t.value])?;
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! One integration-test binary: each module is an area; `common` starts a
+//! real daemon on an ephemeral loopback port with a temporary data directory.
+
+mod common;
+mod smoke;
