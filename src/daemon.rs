@@ -177,6 +177,15 @@ impl Daemon {
                 db.display()
             )));
         }
+        if !db.exists() {
+            // SQLite gives its WAL and shared-memory files the database's mode.
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&db)
+                .map_err(io(&db))?;
+        }
         let store = Arc::new(SqliteStore::open(&db, options.readers)?);
         let root = Arc::new(root);
         let kms = Arc::new(Kms::new(

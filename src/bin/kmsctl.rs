@@ -1,1 +1,460 @@
-fn main() {}
+//! `kmsctl`: the command-line client of kmsd. Output is JSON, one document
+//! per command, stable for scripts. Exit codes: 0 success, 2 usage error,
+//! 3 authentication or authorization failure, 1 any other failure.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow};
+use clap::{Args, Parser, Subcommand};
+use kmsd::client::{self, BearerAuth, IdentityClient, KmsClient};
+use kmsd::pb;
+use kmsd::server::grpc::status::error_name;
+use serde_json::{Value, json};
+
+#[derive(Debug, Parser)]
+#[command(name = "kmsctl", version, about = "Command-line client for kmsd")]
+struct Cli {
+    #[command(flatten)]
+    conn: Conn,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Conn {
+    /// Profile in the credentials file.
+    #[arg(long, global = true, env = "KMS_PROFILE", default_value = "default")]
+    profile: String,
+    /// Credentials file (INI, as `kmsd dev` writes). Default:
+    /// ./kmsd-data/credentials if it exists, else ~/.config/kmsctl/credentials.
+    #[arg(long, global = true, env = "KMS_CREDENTIALS_FILE")]
+    credentials: Option<PathBuf>,
+    /// Endpoint, overriding the profile's.
+    #[arg(long, global = true, env = "KMS_ENDPOINT")]
+    endpoint: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Who the credentials belong to (GetCallerIdentity).
+    Whoami,
+    /// Manage keys.
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Manage aliases.
+    #[command(subcommand)]
+    Alias(AliasCmd),
+    /// Encrypt up to 4096 bytes with a key (KMS Encrypt); writes the ciphertext blob.
+    EncryptBlob {
+        /// Key id, ARN or alias.
+        #[arg(long)]
+        key: String,
+        /// Encryption context entries, k=v.
+        #[arg(long = "context", value_parser = parse_kv)]
+        context: Vec<(String, String)>,
+        /// Input file, or - for stdin.
+        #[arg(long = "in", default_value = "-")]
+        input: PathBuf,
+        /// Output file, or - for stdout.
+        #[arg(long = "out", default_value = "-")]
+        output: PathBuf,
+    },
+    /// Decrypt a ciphertext blob (KMS Decrypt).
+    DecryptBlob {
+        /// Encryption context entries, k=v.
+        #[arg(long = "context", value_parser = parse_kv)]
+        context: Vec<(String, String)>,
+        /// Input file, or - for stdin.
+        #[arg(long = "in", default_value = "-")]
+        input: PathBuf,
+        /// Output file, or - for stdout.
+        #[arg(long = "out", default_value = "-")]
+        output: PathBuf,
+    },
+    /// Generate a data key: prints its plaintext and wrapped form, base64.
+    DataKey {
+        /// Key id, ARN or alias.
+        #[arg(long)]
+        key: String,
+        /// Encryption context entries, k=v.
+        #[arg(long = "context", value_parser = parse_kv)]
+        context: Vec<(String, String)>,
+        /// Omit the plaintext (GenerateDataKeyWithoutPlaintext).
+        #[arg(long)]
+        without_plaintext: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCmd {
+    /// Create a key.
+    Create {
+        /// Description.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Describe a key.
+    Describe { key: String },
+    /// List the account's keys.
+    List,
+    /// Enable a key.
+    Enable { key: String },
+    /// Disable a key.
+    Disable { key: String },
+    /// Schedule a key's destruction after 7 to 30 days.
+    ScheduleDeletion {
+        key: String,
+        /// Waiting period in days (7 to 30).
+        #[arg(long, default_value_t = 30)]
+        days: i32,
+    },
+    /// Cancel a scheduled deletion (the key becomes Disabled).
+    CancelDeletion { key: String },
+    /// Rotate the key material now.
+    Rotate { key: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum AliasCmd {
+    /// Create an alias for a key.
+    Create { name: String, key: String },
+    /// List the account's aliases.
+    List,
+    /// Delete an alias.
+    Delete { name: String },
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("'{s}' is not key=value"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kmsctl: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let status = e.downcast_ref::<tonic::Status>();
+            match status {
+                Some(s) => {
+                    let name = error_name(s).unwrap_or_else(|| format!("{:?}", s.code()));
+                    eprintln!("kmsctl: {name}: {}", s.message());
+                    match s.code() {
+                        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
+                            ExitCode::from(3)
+                        }
+                        _ => ExitCode::FAILURE,
+                    }
+                }
+                None => {
+                    eprintln!("kmsctl: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn connect(conn: &Conn) -> anyhow::Result<(KmsClient, IdentityClient)> {
+    let path = match &conn.credentials {
+        Some(p) => p.clone(),
+        None => {
+            let local = PathBuf::from("kmsd-data/credentials");
+            if local.exists() {
+                local
+            } else {
+                let home = std::env::var_os("HOME")
+                    .ok_or_else(|| anyhow!("HOME is not set; pass --credentials"))?;
+                PathBuf::from(home).join(".config/kmsctl/credentials")
+            }
+        }
+    };
+    let profile = kmsd::profile::load(&path, &conn.profile)?;
+    let endpoint = conn
+        .endpoint
+        .clone()
+        .unwrap_or_else(|| profile.endpoint.clone());
+    let auth = BearerAuth::new(
+        &profile.access_key_id,
+        &profile.secret_access_key,
+        profile.session_token.as_ref().map(|t| t.as_str()),
+    )?;
+    let channel = client::connect(&endpoint).await?;
+    Ok(client::clients(channel, auth))
+}
+
+fn ts(t: Option<&prost_types::Timestamp>) -> Value {
+    t.map_or(Value::Null, |t| {
+        json!(kmsd::clock::Timestamp(t.seconds * 1000).to_rfc3339())
+    })
+}
+
+fn metadata_json(m: &pb::KeyMetadata) -> Value {
+    json!({
+        "KeyId": m.key_id,
+        "Arn": m.arn,
+        "AWSAccountId": m.aws_account_id,
+        "CreationDate": ts(m.creation_date.as_ref()),
+        "Enabled": m.enabled,
+        "Description": m.description,
+        "KeyState": key_state_name(m.key_state),
+        "DeletionDate": ts(m.deletion_date.as_ref()),
+        "PendingDeletionWindowInDays": m.pending_deletion_window_in_days,
+        "KeyRotationEnabled": m.key_rotation_enabled,
+        "RotationPeriodInDays": m.rotation_period_in_days,
+        "CurrentKeyMaterialVersion": m.current_key_material_version,
+    })
+}
+
+/// AWS's spelling of a key state (`PendingDeletion`, not `KEY_STATE_PENDING_DELETION`).
+fn key_state_name(v: i32) -> &'static str {
+    match pb::KeyState::try_from(v) {
+        Ok(pb::KeyState::Enabled) => "Enabled",
+        Ok(pb::KeyState::Disabled) => "Disabled",
+        Ok(pb::KeyState::PendingDeletion) => "PendingDeletion",
+        Ok(pb::KeyState::Creating) => "Creating",
+        Ok(pb::KeyState::PendingImport) => "PendingImport",
+        Ok(pb::KeyState::Unavailable) => "Unavailable",
+        Ok(pb::KeyState::Unspecified) | Err(_) => "Unknown",
+    }
+}
+
+fn print(v: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn read_input(p: &PathBuf) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
+    let mut buf = zeroize::Zeroizing::new(Vec::new());
+    if p.as_os_str() == "-" {
+        std::io::stdin().read_to_end(&mut buf)?;
+    } else {
+        buf = zeroize::Zeroizing::new(
+            std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+        );
+    }
+    Ok(buf)
+}
+
+fn write_output(p: &PathBuf, bytes: &[u8]) -> anyhow::Result<()> {
+    if p.as_os_str() == "-" {
+        let mut out = std::io::stdout().lock();
+        out.write_all(bytes)?;
+        out.flush()?;
+    } else {
+        std::fs::write(p, bytes).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
+
+fn context(kv: Vec<(String, String)>) -> HashMap<String, String> {
+    kv.into_iter().collect()
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (mut kms, mut iam) = connect(&cli.conn).await?;
+    match cli.command {
+        Command::Whoami => {
+            let r = iam
+                .get_caller_identity(pb::GetCallerIdentityRequest {})
+                .await?
+                .into_inner();
+            print(&json!({"Account": r.account, "Arn": r.arn, "UserId": r.user_id}))
+        }
+        Command::Key(cmd) => match cmd {
+            KeyCmd::Create { description } => {
+                let r = kms
+                    .create_key(pb::CreateKeyRequest {
+                        description,
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner();
+                print(&json!({"KeyMetadata": r.key_metadata.as_ref().map(metadata_json)}))
+            }
+            KeyCmd::Describe { key } => {
+                let r = kms
+                    .describe_key(pb::DescribeKeyRequest {
+                        key_id: key,
+                        grant_tokens: vec![],
+                    })
+                    .await?
+                    .into_inner();
+                print(&json!({"KeyMetadata": r.key_metadata.as_ref().map(metadata_json)}))
+            }
+            KeyCmd::List => {
+                let mut keys = Vec::new();
+                let mut marker = None;
+                loop {
+                    let r = kms
+                        .list_keys(pb::ListKeysRequest {
+                            limit: Some(1000),
+                            marker,
+                        })
+                        .await?
+                        .into_inner();
+                    keys.extend(
+                        r.keys
+                            .into_iter()
+                            .map(|k| json!({"KeyId": k.key_id, "KeyArn": k.key_arn})),
+                    );
+                    match r.next_marker {
+                        Some(m) if r.truncated => marker = Some(m),
+                        _ => break,
+                    }
+                }
+                print(&json!({"Keys": keys}))
+            }
+            KeyCmd::Enable { key } => {
+                kms.enable_key(pb::EnableKeyRequest { key_id: key }).await?;
+                Ok(())
+            }
+            KeyCmd::Disable { key } => {
+                kms.disable_key(pb::DisableKeyRequest { key_id: key })
+                    .await?;
+                Ok(())
+            }
+            KeyCmd::ScheduleDeletion { key, days } => {
+                let r = kms
+                    .schedule_key_deletion(pb::ScheduleKeyDeletionRequest {
+                        key_id: key,
+                        pending_window_in_days: Some(days),
+                    })
+                    .await?
+                    .into_inner();
+                print(
+                    &json!({"KeyId": r.key_id, "DeletionDate": ts(r.deletion_date.as_ref()), "PendingWindowInDays": r.pending_window_in_days}),
+                )
+            }
+            KeyCmd::CancelDeletion { key } => {
+                let r = kms
+                    .cancel_key_deletion(pb::CancelKeyDeletionRequest { key_id: key })
+                    .await?
+                    .into_inner();
+                print(&json!({"KeyId": r.key_id}))
+            }
+            KeyCmd::Rotate { key } => {
+                let r = kms
+                    .rotate_key_on_demand(pb::RotateKeyOnDemandRequest { key_id: key })
+                    .await?
+                    .into_inner();
+                print(&json!({"KeyId": r.key_id}))
+            }
+        },
+        Command::Alias(cmd) => match cmd {
+            AliasCmd::Create { name, key } => {
+                kms.create_alias(pb::CreateAliasRequest {
+                    alias_name: name,
+                    target_key_id: key,
+                })
+                .await?;
+                Ok(())
+            }
+            AliasCmd::List => {
+                let r = kms
+                    .list_aliases(pb::ListAliasesRequest {
+                        limit: Some(100),
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner();
+                let aliases: Vec<Value> = r
+                    .aliases
+                    .iter()
+                    .map(|a| json!({"AliasName": a.alias_name, "AliasArn": a.alias_arn, "TargetKeyId": a.target_key_id}))
+                    .collect();
+                print(&json!({"Aliases": aliases}))
+            }
+            AliasCmd::Delete { name } => {
+                kms.delete_alias(pb::DeleteAliasRequest { alias_name: name })
+                    .await?;
+                Ok(())
+            }
+        },
+        Command::EncryptBlob {
+            key,
+            context: ctx,
+            input,
+            output,
+        } => {
+            let plaintext = read_input(&input)?;
+            let r = kms
+                .encrypt(pb::EncryptRequest {
+                    key_id: key,
+                    plaintext: plaintext.to_vec(),
+                    encryption_context: context(ctx),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            write_output(&output, &r.ciphertext_blob)
+        }
+        Command::DecryptBlob {
+            context: ctx,
+            input,
+            output,
+        } => {
+            let blob = read_input(&input)?;
+            let r = kms
+                .decrypt(pb::DecryptRequest {
+                    ciphertext_blob: blob.to_vec(),
+                    encryption_context: context(ctx),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            let plaintext = zeroize::Zeroizing::new(r.plaintext);
+            write_output(&output, &plaintext)
+        }
+        Command::DataKey {
+            key,
+            context: ctx,
+            without_plaintext,
+        } => {
+            if without_plaintext {
+                let r = kms
+                    .generate_data_key_without_plaintext(
+                        pb::GenerateDataKeyWithoutPlaintextRequest {
+                            key_id: key,
+                            key_spec: Some(pb::DataKeySpec::Aes256 as i32),
+                            encryption_context: context(ctx),
+                            ..Default::default()
+                        },
+                    )
+                    .await?
+                    .into_inner();
+                print(&json!({"KeyId": r.key_id, "CiphertextBlob": b64.encode(&r.ciphertext_blob)}))
+            } else {
+                let r = kms
+                    .generate_data_key(pb::GenerateDataKeyRequest {
+                        key_id: key,
+                        key_spec: Some(pb::DataKeySpec::Aes256 as i32),
+                        encryption_context: context(ctx),
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner();
+                let plaintext = zeroize::Zeroizing::new(b64.encode(&r.plaintext));
+                print(
+                    &json!({"KeyId": r.key_id, "Plaintext": plaintext.as_str(), "CiphertextBlob": b64.encode(&r.ciphertext_blob)}),
+                )
+            }
+        }
+    }
+}

@@ -1,1 +1,154 @@
-fn main() {}
+//! `kmsd`: the key-management daemon.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use kmsd::clock::SystemClock;
+use kmsd::daemon::{Daemon, Options};
+use kmsd::server::grpc::plaintext_allowed;
+use tokio::net::TcpListener;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kmsd",
+    version,
+    about = "A self-hosted key-management service in the mould of AWS KMS"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start a development daemon with no set-up: SQLite under a local data
+    /// directory, root key and first admin created on first run, plaintext
+    /// gRPC on loopback only.
+    Dev {
+        /// Where the root key, database and credentials live.
+        #[arg(long, default_value = "kmsd-data")]
+        data_dir: PathBuf,
+        /// Address to listen on (a loopback address; port 0 picks one).
+        #[arg(long, default_value = "127.0.0.1:7878")]
+        listen: SocketAddr,
+        /// Region used in ARNs.
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+        /// Seconds between sweeps that destroy due keys and rotate due keys.
+        #[arg(long, default_value_t = 60)]
+        sweep_interval_secs: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kmsd: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kmsd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Dev {
+            data_dir,
+            listen,
+            region,
+            sweep_interval_secs,
+        } => {
+            if !plaintext_allowed(&listen) {
+                bail!(
+                    "kmsd dev serves plaintext gRPC and so listens on loopback only; {listen} is not a loopback address"
+                );
+            }
+            let mut options = Options::new(&data_dir);
+            options.settings.region = region;
+            options.sweep_interval = Duration::from_secs(sweep_interval_secs.max(1));
+            let daemon = Daemon::open(options, Arc::new(SystemClock))
+                .with_context(|| format!("opening data directory {}", data_dir.display()))?;
+            let listener = TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            let addr = listener.local_addr()?;
+            let endpoint = format!("http://{addr}");
+            let creds = daemon.bootstrap_dev(&endpoint).await?;
+            if creds.first_run {
+                println!(
+                    "kmsd dev: created {} with a new root key and database.",
+                    data_dir.display()
+                );
+                println!();
+                println!(
+                    "First account {} has an admin user. Its credentials, shown once here:",
+                    creds.admin.account_id
+                );
+                println!("  access key id:     {}", creds.admin.access_key_id);
+                println!(
+                    "  secret access key: {}",
+                    String::from_utf8_lossy(creds.admin.secret_access_key.expose_secret())
+                );
+                println!();
+            } else {
+                println!(
+                    "kmsd dev: reusing {} (account {}).",
+                    data_dir.display(),
+                    creds.admin.account_id
+                );
+            }
+            println!(
+                "Profiles [default] (admin) and [operator] are in {} (mode 0600).",
+                creds.path.display()
+            );
+            println!("endpoint: {endpoint}");
+            println!("listening on {addr}");
+            daemon.serve(listener, shutdown_signal()).await?;
+            tracing::info!("stopped");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down: finishing calls in flight");
+}

@@ -1,0 +1,92 @@
+//! Profiles: where a client finds its endpoint and credentials. The file is
+//! the INI that `kmsd dev` writes (`[default]`, `[operator]`, ...), each
+//! section with `endpoint`, `account_id`, `access_key_id` and
+//! `secret_access_key`.
+
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
+
+/// One resolved profile.
+pub struct ClientProfile {
+    /// The gRPC endpoint.
+    pub endpoint: String,
+    /// The access key id.
+    pub access_key_id: String,
+    /// The secret access key.
+    pub secret_access_key: Zeroizing<String>,
+    /// A session token for temporary credentials.
+    pub session_token: Option<Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for ClientProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientProfile")
+            .field("endpoint", &self.endpoint)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a profile could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// The file could not be read or parsed.
+    #[error("cannot read credentials file {path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// No such section.
+    #[error("profile [{profile}] is not in {path}")]
+    NoProfile {
+        /// The section.
+        profile: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// A required field is missing.
+    #[error("profile [{profile}] in {path} has no {field}")]
+    Missing {
+        /// The section.
+        profile: String,
+        /// The file.
+        path: PathBuf,
+        /// The field.
+        field: &'static str,
+    },
+}
+
+/// Reads `profile` from the INI file at `path`.
+pub fn load(path: &Path, profile: &str) -> Result<ClientProfile, ProfileError> {
+    let ini = ini::Ini::load_from_file(path).map_err(|e| ProfileError::File {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let section = ini
+        .section(Some(profile))
+        .ok_or_else(|| ProfileError::NoProfile {
+            profile: profile.to_owned(),
+            path: path.to_owned(),
+        })?;
+    let get = |field: &'static str| {
+        section
+            .get(field)
+            .map(str::to_owned)
+            .ok_or_else(|| ProfileError::Missing {
+                profile: profile.to_owned(),
+                path: path.to_owned(),
+                field,
+            })
+    };
+    Ok(ClientProfile {
+        endpoint: get("endpoint")?,
+        access_key_id: get("access_key_id")?,
+        secret_access_key: Zeroizing::new(get("secret_access_key")?),
+        session_token: section
+            .get("session_token")
+            .map(|t| Zeroizing::new(t.to_owned())),
+    })
+}
