@@ -75,6 +75,9 @@ pub struct Options {
     pub sweep_interval: Duration,
     /// Read connections to the database.
     pub readers: usize,
+    /// How long shutdown waits for calls and connections to finish before
+    /// closing what remains.
+    pub shutdown_grace: Duration,
 }
 
 impl Options {
@@ -85,6 +88,7 @@ impl Options {
             settings: KmsSettings::default(),
             sweep_interval: Duration::from_secs(60),
             readers: 4,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -116,10 +120,14 @@ impl std::fmt::Debug for Profile {
 pub struct DevCredentials {
     /// Whether this run created them.
     pub first_run: bool,
-    /// The first ordinary account's admin user (`[default]`).
-    pub admin: Profile,
+    /// The first account's `admin` user (`[default]`); `None` if it has no
+    /// access key left.
+    pub admin: Option<Profile>,
+    /// The first account's root (`[root]`), for managing its users until
+    /// identity policies let the admin do it.
+    pub root: Option<Profile>,
     /// The operator account's root (`[operator]`).
-    pub operator: Profile,
+    pub operator: Option<Profile>,
     /// Where they were written.
     pub path: PathBuf,
 }
@@ -140,9 +148,8 @@ impl std::fmt::Debug for Daemon {
     }
 }
 
-const META_OPERATOR_KEY: &str = "dev.operator_access_key_id";
-const META_ADMIN_KEY: &str = "dev.admin_access_key_id";
 const META_ADMIN_ACCOUNT: &str = "dev.admin_account_id";
+const ADMIN_USER: &str = "admin";
 
 fn internal_root(account_id: &str) -> Caller {
     Caller {
@@ -218,11 +225,13 @@ impl Daemon {
     }
 
     /// On first run, creates the operator account and a first account with
-    /// an `admin` user and an access key for each; on every run, (re)writes
-    /// `credentials` in the data directory with `endpoint`.
+    /// an `admin` user, each with an access key; on every run, (re)writes
+    /// `credentials` in the data directory with `endpoint` and the newest
+    /// access key of each (so a rotated key is followed, not lost).
     pub async fn bootstrap_dev(&self, endpoint: &str) -> Result<DevCredentials, Error> {
         let store = self.kms.store();
-        let first_run = store.get_meta(META_ADMIN_KEY).await?.is_none();
+        let mut account_id = store.get_meta(META_ADMIN_ACCOUNT).await?;
+        let first_run = account_id.is_none();
         if first_run {
             if store.get_account(OPERATOR_ACCOUNT).await?.is_some() {
                 return Err(Error::Inconsistent(format!(
@@ -230,8 +239,7 @@ impl Daemon {
                     self.data_dir().display()
                 )));
             }
-            let operator = self
-                .kms
+            self.kms
                 .create_account_with_id(OPERATOR_ACCOUNT, "operator")
                 .await?;
             let account = self
@@ -239,56 +247,66 @@ impl Daemon {
                 .create_account_with_id(&crate::identity::new_account_id()?, "default")
                 .await?;
             let root = internal_root(&account.account.id);
-            self.kms.create_user(&root, "admin", None).await?;
-            let admin_key = self.kms.create_access_key(&root, Some("admin")).await?;
-            store
-                .set_meta(META_OPERATOR_KEY, &operator.access_key_id)
-                .await?;
+            self.kms.create_user(&root, ADMIN_USER, None).await?;
+            self.kms.create_access_key(&root, Some(ADMIN_USER)).await?;
+            // Written last: its presence means the bootstrap completed.
             store
                 .set_meta(META_ADMIN_ACCOUNT, &account.account.id)
                 .await?;
-            store
-                .set_meta(META_ADMIN_KEY, &admin_key.record.access_key_id)
-                .await?;
+            account_id = Some(account.account.id);
         }
-        let meta = |name: &'static str| async move {
-            store
-                .get_meta(name)
-                .await?
-                .ok_or_else(|| Error::Inconsistent(format!("bootstrap record {name} is missing")))
-        };
-        let admin = self.profile(endpoint, &meta(META_ADMIN_KEY).await?).await?;
-        let operator = self
-            .profile(endpoint, &meta(META_OPERATOR_KEY).await?)
+        let account_id = account_id.unwrap_or_default();
+        let admin = self
+            .profile(endpoint, &account_id, Some(ADMIN_USER))
             .await?;
+        let root = self.profile(endpoint, &account_id, None).await?;
+        let operator = self.profile(endpoint, OPERATOR_ACCOUNT, None).await?;
         let path = self.data_dir().join("credentials");
-        write_credentials(&path, &[("default", &admin), ("operator", &operator)])?;
+        let sections: Vec<(&str, &Profile)> = [
+            ("default", &admin),
+            ("root", &root),
+            ("operator", &operator),
+        ]
+        .into_iter()
+        .filter_map(|(name, p)| p.as_ref().map(|p| (name, p)))
+        .collect();
+        write_credentials(&path, &sections)?;
         Ok(DevCredentials {
             first_run,
             admin,
+            root,
             operator,
             path,
         })
     }
 
-    async fn profile(&self, endpoint: &str, access_key_id: &str) -> Result<Profile, Error> {
-        let rec = self
-            .kms
-            .store()
-            .get_access_key(access_key_id)
-            .await?
-            .ok_or_else(|| {
-                Error::Inconsistent(format!(
-                    "the bootstrap access key {access_key_id} was deleted"
-                ))
-            })?;
+    /// The newest active access key of a user (or of the root, for `None`).
+    async fn profile(
+        &self,
+        endpoint: &str,
+        account_id: &str,
+        user: Option<&str>,
+    ) -> Result<Option<Profile>, Error> {
+        let keys = self.kms.store().list_access_keys(account_id, user).await?;
+        let Some(rec) = keys
+            .into_iter()
+            .rev()
+            .find(|k| k.status == crate::model::AccessKeyStatus::Active)
+        else {
+            tracing::warn!(
+                account_id,
+                user,
+                "no active access key; its profile is left out of the credentials file"
+            );
+            return Ok(None);
+        };
         let secret = wrap::unwrap_credential(&self.root, &rec.access_key_id, &rec.wrapped_secret)?;
-        Ok(Profile {
+        Ok(Some(Profile {
             endpoint: endpoint.to_owned(),
             account_id: rec.account_id,
             access_key_id: rec.access_key_id,
             secret_access_key: secret,
-        })
+        }))
     }
 
     /// Serves gRPC on `listener` and runs maintenance until `shutdown`
@@ -308,11 +326,28 @@ impl Daemon {
                 let _ = maintenance_stop.wait_for(|s| *s).await;
             },
         ));
-        let result = grpc::serve(listener, self.handler(), async move {
+        let (fired_tx, fired_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = grpc::serve(listener, self.handler(), async move {
             shutdown.await;
             let _ = stop_tx.send(true);
-        })
-        .await;
+            let _ = fired_tx.send(());
+        });
+        tokio::pin!(server);
+        let grace = self.options.shutdown_grace;
+        let result = tokio::select! {
+            r = &mut server => r,
+            () = async {
+                if fired_rx.await.is_ok() {
+                    tokio::time::sleep(grace).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            } => {
+                // A client that ignores GOAWAY must not hold the daemon up.
+                tracing::warn!(grace_secs = grace.as_secs(), "connections still open after the grace period; closing them");
+                Ok(())
+            }
+        };
         drop(stop_rx);
         let _ = maintenance.await;
         let Self {

@@ -97,31 +97,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let addr = listener.local_addr()?;
             let endpoint = format!("http://{addr}");
             let creds = daemon.bootstrap_dev(&endpoint).await?;
-            if creds.first_run {
-                println!(
-                    "kmsd dev: created {} with a new root key and database.",
+            match (&creds.admin, creds.first_run) {
+                (Some(admin), true) => {
+                    println!(
+                        "kmsd dev: created {} with a new root key and database.",
+                        data_dir.display()
+                    );
+                    println!();
+                    println!(
+                        "First account {} has an admin user. Its credentials, shown once here:",
+                        admin.account_id
+                    );
+                    println!("  access key id:     {}", admin.access_key_id);
+                    println!(
+                        "  secret access key: {}",
+                        String::from_utf8_lossy(admin.secret_access_key.expose_secret())
+                    );
+                    println!();
+                }
+                (Some(admin), false) => {
+                    println!(
+                        "kmsd dev: reusing {} (account {}).",
+                        data_dir.display(),
+                        admin.account_id
+                    );
+                }
+                (None, _) => println!(
+                    "kmsd dev: reusing {}; the admin user has no access key.",
                     data_dir.display()
-                );
-                println!();
-                println!(
-                    "First account {} has an admin user. Its credentials, shown once here:",
-                    creds.admin.account_id
-                );
-                println!("  access key id:     {}", creds.admin.access_key_id);
-                println!(
-                    "  secret access key: {}",
-                    String::from_utf8_lossy(creds.admin.secret_access_key.expose_secret())
-                );
-                println!();
-            } else {
-                println!(
-                    "kmsd dev: reusing {} (account {}).",
-                    data_dir.display(),
-                    creds.admin.account_id
-                );
+                ),
             }
             println!(
-                "Profiles [default] (admin) and [operator] are in {} (mode 0600).",
+                "Profiles [default] (admin), [root] and [operator] are in {} (mode 0600).",
                 creds.path.display()
             );
             println!("endpoint: {endpoint}");

@@ -1,8 +1,9 @@
 //! Identity operations: accounts, users and access keys.
 //!
 //! Creating accounts is the operator's right only. Within an account, until
-//! identity policies are evaluated (next issue), any principal of the
-//! account may manage its users and access keys.
+//! identity policies are evaluated (the next issue plugs them into
+//! `authorize_iam`), the account root manages users and every access key,
+//! and a user manages only its own access keys.
 
 use super::{Kms, paging};
 use crate::crypto::secret::SecretBytes;
@@ -68,6 +69,29 @@ impl Kms {
         )))
     }
 
+    /// Whether `caller` may perform `iam:<action>` on `target` (a user name,
+    /// or `None` for the account's user list).
+    fn authorize_iam(&self, caller: &Caller, action: &str, target: Option<&str>) -> Result<()> {
+        let allowed = match (&caller.principal, target) {
+            (Principal::Root, _) => true,
+            (Principal::User { name }, Some(t)) => {
+                action.contains("AccessKey") && name.eq_ignore_ascii_case(t)
+            }
+            (Principal::User { .. }, None) => false,
+        };
+        if allowed {
+            return Ok(());
+        }
+        let resource = match target {
+            Some(t) => format!("arn:aws:iam::{}:user/{t}", caller.account_id),
+            None => format!("arn:aws:iam::{}:user/*", caller.account_id),
+        };
+        Err(KmsError::AccessDeniedException(format!(
+            "User: {} is not authorized to perform: iam:{action} on resource: {resource}",
+            caller.arn
+        )))
+    }
+
     /// Makes a new access key for `user_name` (`None`: the account root).
     async fn issue_access_key(
         &self,
@@ -124,6 +148,7 @@ impl Kms {
         path: Option<&str>,
     ) -> Result<User> {
         validate_user_name(name)?;
+        self.authorize_iam(caller, "CreateUser", Some(name))?;
         let path = path.unwrap_or("/");
         validate_path(path)?;
         let user = User {
@@ -148,6 +173,7 @@ impl Kms {
     /// DeleteUser, with its access keys.
     pub async fn delete_user(&self, caller: &Caller, name: &str) -> Result<()> {
         validate_user_name(name)?;
+        self.authorize_iam(caller, "DeleteUser", Some(name))?;
         if !self.store.delete_user(&caller.account_id, name).await? {
             return Err(KmsError::NotFoundException(format!(
                 "The user with name {name} cannot be found."
@@ -165,6 +191,7 @@ impl Kms {
     ) -> Result<(Vec<User>, Option<String>)> {
         let limit = paging::limit(limit, 100, 1000)?;
         let after = paging::position(marker)?;
+        self.authorize_iam(caller, "ListUsers", None)?;
         let users = self
             .store
             .list_users(&caller.account_id, after.as_deref(), limit + 1)
@@ -173,10 +200,22 @@ impl Kms {
     }
 
     /// The user an access-key operation is about: the named one, or the caller itself.
-    async fn key_owner(&self, caller: &Caller, user_name: Option<&str>) -> Result<Option<String>> {
+    async fn key_owner(
+        &self,
+        caller: &Caller,
+        user_name: Option<&str>,
+        action: &str,
+    ) -> Result<Option<String>> {
+        let own = match &caller.principal {
+            Principal::Root => None,
+            Principal::User { name } => Some(name.as_str()),
+        };
+        if let Some(target) = user_name.or(own) {
+            validate_user_name(target)?;
+            self.authorize_iam(caller, action, Some(target))?;
+        }
         match user_name {
             Some(n) => {
-                validate_user_name(n)?;
                 self.store
                     .get_user(&caller.account_id, n)
                     .await?
@@ -200,7 +239,7 @@ impl Kms {
         caller: &Caller,
         user_name: Option<&str>,
     ) -> Result<AccessKeyCreated> {
-        let owner = self.key_owner(caller, user_name).await?;
+        let owner = self.key_owner(caller, user_name, "CreateAccessKey").await?;
         let (record, secret) = self.issue_access_key(&caller.account_id, owner).await?;
         self.store
             .create_access_key(record.clone(), self.settings.max_access_keys_per_user)
@@ -215,7 +254,7 @@ impl Kms {
         access_key_id: &str,
         user_name: Option<&str>,
     ) -> Result<()> {
-        let owner = self.key_owner(caller, user_name).await?;
+        let owner = self.key_owner(caller, user_name, "DeleteAccessKey").await?;
         let not_found = || {
             KmsError::NotFoundException(format!(
                 "The Access Key with id {access_key_id} cannot be found."
@@ -245,7 +284,7 @@ impl Kms {
         caller: &Caller,
         user_name: Option<&str>,
     ) -> Result<Vec<AccessKeyRecord>> {
-        let owner = self.key_owner(caller, user_name).await?;
+        let owner = self.key_owner(caller, user_name, "ListAccessKeys").await?;
         Ok(self
             .store
             .list_access_keys(&caller.account_id, owner.as_deref())

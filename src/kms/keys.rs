@@ -203,7 +203,9 @@ impl Kms {
         description: String,
     ) -> Result<()> {
         validate_description(&description)?;
-        let key = self.resolve(caller, key_id, "UpdateKeyDescription").await?;
+        let key = self
+            .resolve_key_only(caller, key_id, "UpdateKeyDescription")
+            .await?;
         let arn = self.key_arn(&key.account_id, key.id);
         self.store
             .update_key(
@@ -222,7 +224,7 @@ impl Kms {
 
     /// EnableKey.
     pub async fn enable_key(&self, caller: &Caller, key_id: &str) -> Result<()> {
-        let key = self.resolve(caller, key_id, "EnableKey").await?;
+        let key = self.resolve_key_only(caller, key_id, "EnableKey").await?;
         let arn = self.key_arn(&key.account_id, key.id);
         self.store
             .update_key(key.id, Box::new(move |k| enable(k, &arn)))
@@ -232,7 +234,7 @@ impl Kms {
 
     /// DisableKey.
     pub async fn disable_key(&self, caller: &Caller, key_id: &str) -> Result<()> {
-        let key = self.resolve(caller, key_id, "DisableKey").await?;
+        let key = self.resolve_key_only(caller, key_id, "DisableKey").await?;
         let arn = self.key_arn(&key.account_id, key.id);
         self.store
             .update_key(key.id, Box::new(move |k| disable(k, &arn)))
@@ -253,7 +255,9 @@ impl Kms {
                 "pending_window_in_days must be between 7 and 30, got {days}"
             )));
         }
-        let key = self.resolve(caller, key_id, "ScheduleKeyDeletion").await?;
+        let key = self
+            .resolve_key_only(caller, key_id, "ScheduleKeyDeletion")
+            .await?;
         let arn = self.key_arn(&key.account_id, key.id);
         let now = self.clock.now();
         let key = self
@@ -277,7 +281,9 @@ impl Kms {
 
     /// CancelKeyDeletion.
     pub async fn cancel_key_deletion(&self, caller: &Caller, key_id: &str) -> Result<KeyRecord> {
-        let key = self.resolve(caller, key_id, "CancelKeyDeletion").await?;
+        let key = self
+            .resolve_key_only(caller, key_id, "CancelKeyDeletion")
+            .await?;
         let arn = self.key_arn(&key.account_id, key.id);
         Ok(self
             .store

@@ -35,6 +35,8 @@ pub struct TestDaemon {
     pub kms: Arc<Kms>,
     /// The first account's `admin` user.
     pub admin: Creds,
+    /// The first account's root.
+    pub root: Creds,
     /// The operator account's root.
     pub operator: Creds,
     stop: Option<oneshot::Sender<()>>,
@@ -73,7 +75,13 @@ impl TestDaemon {
             access_key_id: p.access_key_id.clone(),
             secret: String::from_utf8(p.secret_access_key.expose_secret().to_vec()).unwrap(),
         };
-        let (admin, operator) = (to_creds(&creds.admin), to_creds(&creds.operator));
+        let profile =
+            |p: &Option<kmsd::daemon::Profile>| to_creds(p.as_ref().expect("bootstrap profile"));
+        let (admin, root, operator) = (
+            profile(&creds.admin),
+            profile(&creds.root),
+            profile(&creds.operator),
+        );
         let kms = Arc::clone(daemon.kms());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -91,6 +99,7 @@ impl TestDaemon {
             clock,
             kms,
             admin,
+            root,
             operator,
             stop: Some(stop_tx),
             task: Some(task),

@@ -3,3 +3,13 @@
 
 mod common;
 mod smoke;
+mod util;
+
+mod aliases_tags;
+mod binary;
+mod crypto_ops;
+mod deletion;
+mod identity;
+mod lifecycle;
+mod persistence;
+mod rotation;

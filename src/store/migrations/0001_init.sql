@@ -12,7 +12,8 @@ CREATE TABLE accounts (
 
 CREATE TABLE users (
     account_id TEXT NOT NULL REFERENCES accounts(id),
-    name       TEXT NOT NULL,
+    -- IAM user names are not distinguished by case.
+    name       TEXT NOT NULL COLLATE NOCASE,
     user_id    TEXT NOT NULL UNIQUE,
     path       TEXT NOT NULL,
     created_ms INTEGER NOT NULL,
@@ -23,7 +24,7 @@ CREATE TABLE users (
 CREATE TABLE access_keys (
     id             TEXT PRIMARY KEY,
     account_id     TEXT NOT NULL REFERENCES accounts(id),
-    user_name      TEXT,
+    user_name      TEXT COLLATE NOCASE,
     wrapped_secret BLOB NOT NULL,
     status         TEXT NOT NULL,
     created_ms     INTEGER NOT NULL,

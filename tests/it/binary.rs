@@ -1,0 +1,384 @@
+//! The real binaries: `kmsd dev` as a newcomer runs it (first run, reuse,
+//! SIGTERM, `kill -9` and restart) and `kmsctl` against it.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use kmsd::client::{self, BearerAuth, KmsClient};
+use kmsd::pb;
+
+/// A `kmsd dev` process.
+struct Kmsd {
+    child: Child,
+    endpoint: String,
+    stdout: String,
+}
+
+impl Kmsd {
+    /// Starts `kmsd dev` on an ephemeral port and waits for `listening on`.
+    /// Once returned, `Drop` kills and reaps the child; the paths that panic
+    /// before that end the test process, which takes the child with it.
+    #[allow(clippy::zombie_processes)]
+    fn start(data_dir: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kmsd"))
+            .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn kmsd");
+        let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut stdout = String::new();
+        loop {
+            let mut line = String::new();
+            let n = reader.read_line(&mut line).expect("read stdout");
+            if n == 0 {
+                let status = child.wait();
+                panic!("kmsd exited ({status:?}) before listening; it printed:\n{stdout}");
+            }
+            stdout.push_str(&line);
+            if let Some(addr) = line.trim().strip_prefix("listening on ") {
+                let endpoint = format!("http://{addr}");
+                // Keep draining stdout so the process never blocks on a full pipe.
+                std::thread::spawn(move || for _ in reader.lines() {});
+                return Self {
+                    child,
+                    endpoint,
+                    stdout,
+                };
+            }
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+
+    fn wait(mut self) -> std::process::ExitStatus {
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for Kmsd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn profile(data_dir: &Path, name: &str) -> kmsd::profile::ClientProfile {
+    kmsd::profile::load(&data_dir.join("credentials"), name).expect("profile")
+}
+
+async fn kms_client(endpoint: &str, p: &kmsd::profile::ClientProfile) -> KmsClient {
+    let auth = BearerAuth::new(&p.access_key_id, &p.secret_access_key, None).unwrap();
+    client::clients(client::connect(endpoint).await.unwrap(), auth).0
+}
+
+fn kmsctl(data_dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kmsctl"));
+    cmd.arg("--credentials")
+        .arg(data_dir.join("credentials"))
+        .args(args);
+    cmd.env_remove("KMS_PROFILE")
+        .env_remove("KMS_ENDPOINT")
+        .env_remove("KMS_CREDENTIALS_FILE");
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn kmsctl");
+    {
+        use std::io::Write;
+        let mut sin = child.stdin.take().unwrap();
+        if let Some(b) = stdin {
+            sin.write_all(b).unwrap();
+        }
+    }
+    child.wait_with_output().expect("kmsctl output")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "kmsctl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("kmsctl prints JSON")
+}
+
+fn data_dir() -> (tempfile::TempDir, PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("kmsd-data");
+    (t, d)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_first_run_prints_credentials_once_and_later_runs_reuse_them() {
+    let (_t, dir) = data_dir();
+    let first = Kmsd::start(&dir);
+    let admin = profile(&dir, "default");
+    assert!(
+        first.stdout.contains(&admin.access_key_id),
+        "{}",
+        first.stdout
+    );
+    assert!(first.stdout.contains(admin.secret_access_key.as_str()));
+    for f in ["root.key", "credentials", "kmsd.db"] {
+        let mode = std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{f} has mode {mode:o}");
+    }
+    assert_eq!(std::fs::metadata(dir.join("root.key")).unwrap().len(), 32);
+    let mut kms = kms_client(&first.endpoint, &admin).await;
+    let key = kms
+        .create_key(pb::CreateKeyRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .key_metadata
+        .unwrap();
+    drop(kms);
+    first.signal("-TERM");
+    assert!(first.wait().success(), "SIGTERM is a clean exit");
+
+    let second = Kmsd::start(&dir);
+    assert!(second.stdout.contains("reusing"), "{}", second.stdout);
+    assert!(
+        !second.stdout.contains(admin.secret_access_key.as_str()),
+        "the secret is printed only once"
+    );
+    let again = profile(&dir, "default");
+    assert_eq!(again.access_key_id, admin.access_key_id);
+    assert_eq!(
+        again.endpoint, second.endpoint,
+        "the credentials file follows the new endpoint"
+    );
+    let mut kms = kms_client(&second.endpoint, &again).await;
+    let described = kms
+        .describe_key(pb::DescribeKeyRequest {
+            key_id: key.key_id.clone(),
+            grant_tokens: vec![],
+        })
+        .await
+        .unwrap();
+    assert_eq!(described.into_inner().key_metadata.unwrap().arn, key.arn);
+    let op = profile(&dir, "operator");
+    let mut iam = client::clients(
+        client::connect(&second.endpoint).await.unwrap(),
+        BearerAuth::new(&op.access_key_id, &op.secret_access_key, None).unwrap(),
+    )
+    .1;
+    let me = iam
+        .get_caller_identity(pb::GetCallerIdentityRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(me.arn, "arn:aws:iam::000000000000:root");
+}
+
+#[test]
+fn dev_refuses_a_non_loopback_address() {
+    let (_t, dir) = data_dir();
+    let out = Command::new(env!("CARGO_BIN_EXE_kmsd"))
+        .args(["dev", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+}
+
+/// Every call that was answered before a `kill -9` is still there after a
+/// restart: the writer answers only after its batch is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_kill_9() {
+    let (_t, dir) = data_dir();
+    let d = Kmsd::start(&dir);
+    let admin = profile(&dir, "default");
+    let endpoint = d.endpoint.clone();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Vec<u8>, Vec<u8>)>();
+    let mut workers = Vec::new();
+    for w in 0..16u8 {
+        let tx = tx.clone();
+        let mut kms = kms_client(&endpoint, &admin).await;
+        workers.push(tokio::spawn(async move {
+            for i in 0..1000u32 {
+                let Ok(k) = kms.create_key(pb::CreateKeyRequest::default()).await else {
+                    return;
+                };
+                let key_id = k.into_inner().key_metadata.unwrap().key_id;
+                let plaintext = format!("worker {w} call {i}").into_bytes();
+                let Ok(ct) = kms
+                    .encrypt(pb::EncryptRequest {
+                        key_id: key_id.clone(),
+                        plaintext: plaintext.clone(),
+                        ..Default::default()
+                    })
+                    .await
+                else {
+                    return;
+                };
+                if tx
+                    .send((key_id, plaintext, ct.into_inner().ciphertext_blob))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }));
+    }
+    drop(tx);
+    // Let the load run, then kill without warning.
+    let mut acknowledged = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
+    while let Ok(Some(item)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        acknowledged.push(item);
+    }
+    d.signal("-KILL");
+    let _ = d.wait();
+    while let Some(item) = rx.recv().await {
+        acknowledged.push(item);
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+    assert!(
+        acknowledged.len() > 10,
+        "the load made progress ({} calls)",
+        acknowledged.len()
+    );
+
+    let d = Kmsd::start(&dir);
+    let mut kms = kms_client(&d.endpoint, &profile(&dir, "default")).await;
+    for (key_id, plaintext, blob) in &acknowledged {
+        let pt = kms
+            .decrypt(pb::DecryptRequest {
+                ciphertext_blob: blob.clone(),
+                key_id: Some(key_id.clone()),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("acknowledged key {key_id} lost after kill -9: {e:?}"));
+        assert_eq!(&pt.into_inner().plaintext, plaintext);
+    }
+}
+
+#[tokio::test]
+async fn kmsctl_tour() {
+    let (_t, dir) = data_dir();
+    let _d = Kmsd::start(&dir);
+    let who = json(&kmsctl(&dir, &["whoami"], None));
+    assert!(who["Arn"].as_str().unwrap().ends_with(":user/admin"));
+    let created = json(&kmsctl(
+        &dir,
+        &["key", "create", "--description", "orders"],
+        None,
+    ));
+    let key_id = created["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    assert_eq!(created["KeyMetadata"]["KeyState"], "Enabled");
+    assert_eq!(created["KeyMetadata"]["Description"], "orders");
+    assert!(
+        kmsctl(&dir, &["alias", "create", "alias/orders", &key_id], None)
+            .status
+            .success()
+    );
+    let listed = json(&kmsctl(&dir, &["key", "list"], None));
+    assert_eq!(listed["Keys"][0]["KeyId"], key_id.as_str());
+
+    let blob = kmsctl(
+        &dir,
+        &[
+            "encrypt-blob",
+            "--key",
+            "alias/orders",
+            "--context",
+            "t=orders",
+        ],
+        Some(b"card 4111"),
+    );
+    assert!(blob.status.success());
+    let blob_file = dir.join("blob.bin");
+    std::fs::write(&blob_file, &blob.stdout).unwrap();
+    let back = kmsctl(
+        &dir,
+        &[
+            "decrypt-blob",
+            "--in",
+            blob_file.to_str().unwrap(),
+            "--context",
+            "t=orders",
+        ],
+        None,
+    );
+    assert_eq!(back.stdout, b"card 4111");
+    let wrong = kmsctl(
+        &dir,
+        &["decrypt-blob", "--in", blob_file.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("InvalidCiphertextException"));
+
+    let dk = json(&kmsctl(&dir, &["data-key", "--key", "alias/orders"], None));
+    assert_eq!(
+        dk["Plaintext"].as_str().unwrap().len(),
+        44,
+        "32 bytes in base64"
+    );
+
+    let short = kmsctl(
+        &dir,
+        &["key", "schedule-deletion", &key_id, "--days", "6"],
+        None,
+    );
+    assert_eq!(short.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&short.stderr).contains("ValidationException"));
+    let scheduled = json(&kmsctl(
+        &dir,
+        &["key", "schedule-deletion", &key_id, "--days", "7"],
+        None,
+    ));
+    assert_eq!(scheduled["PendingWindowInDays"], 7);
+    let described = json(&kmsctl(&dir, &["key", "describe", &key_id], None));
+    assert_eq!(described["KeyMetadata"]["KeyState"], "PendingDeletion");
+
+    let usage = kmsctl(&dir, &["key", "frobnicate"], None);
+    assert_eq!(usage.status.code(), Some(2), "usage errors exit 2");
+    let bad = Command::new(env!("CARGO_BIN_EXE_kmsctl"))
+        .args(["--credentials"])
+        .arg(dir.join("credentials"))
+        .args(["--profile", "operator", "key", "create"])
+        .output()
+        .unwrap();
+    assert!(
+        bad.status.success(),
+        "the operator may create keys in its own account"
+    );
+    std::fs::write(
+        dir.join("bad"),
+        format!(
+            "[default]\nendpoint = {}\naccess_key_id = AKIAAAAAAAAAAAAAAAAA\nsecret_access_key = nope\n",
+            profile(&dir, "default").endpoint
+        ),
+    )
+    .unwrap();
+    let denied = Command::new(env!("CARGO_BIN_EXE_kmsctl"))
+        .arg("--credentials")
+        .arg(dir.join("bad"))
+        .arg("whoami")
+        .output()
+        .unwrap();
+    assert_eq!(
+        denied.status.code(),
+        Some(3),
+        "authentication failures exit 3"
+    );
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("UnrecognizedClientException"));
+}
