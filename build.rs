@@ -15,6 +15,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ".kms.v1.AccessKey",
         ".kms.v1.CreateAccessKeyResponse",
         ".kms.v1.CreateAccountResponse",
+        ".kms.v1.EnableMfaDeviceResponse",
+        ".kms.v1.AssumeRoleRequest",
+        ".kms.v1.AssumeRoleResponse",
     ];
     tonic_prost_build::configure()
         .skip_debug(secret_bearing)

@@ -22,7 +22,7 @@ use crate::crypto::{RootKey, wrap};
 use crate::error::KmsError;
 use crate::identity::{Caller, Principal, root_arn};
 use crate::kms::{Kms, KmsSettings, run_maintenance};
-use crate::model::OPERATOR_ACCOUNT;
+use crate::model::{OPERATOR_ACCOUNT, PrincipalType};
 use crate::server::grpc::{self, Handler};
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
@@ -150,6 +150,9 @@ impl std::fmt::Debug for Daemon {
 
 const META_ADMIN_ACCOUNT: &str = "dev.admin_account_id";
 const ADMIN_USER: &str = "admin";
+/// The inline policy the bootstrap gives `admin`: everything, as AWS's
+/// AdministratorAccess managed policy does.
+const ADMIN_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"AdministratorAccess","Effect":"Allow","Action":"*","Resource":"*"}]}"#;
 
 fn internal_root(account_id: &str) -> Caller {
     Caller {
@@ -248,6 +251,15 @@ impl Daemon {
                 .await?;
             let root = internal_root(&account.account.id);
             self.kms.create_user(&root, ADMIN_USER, None).await?;
+            self.kms
+                .put_identity_policy(
+                    &root,
+                    PrincipalType::User,
+                    ADMIN_USER,
+                    "AdministratorAccess",
+                    ADMIN_POLICY,
+                )
+                .await?;
             self.kms.create_access_key(&root, Some(ADMIN_USER)).await?;
             // Written last: its presence means the bootstrap completed.
             store

@@ -22,6 +22,7 @@ pub mod error;
 pub mod identity;
 pub mod kms;
 pub mod model;
+pub mod policy;
 pub mod profile;
 pub mod server;
 pub mod store;

@@ -207,3 +207,103 @@ pub struct Tag {
     /// 0 to 256 characters.
     pub value: String,
 }
+
+/// A group of users, whose inline policies apply to its members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// The account.
+    pub account_id: String,
+    /// Its name, unique in the account regardless of case.
+    pub name: String,
+    /// A stable unique id (`AGPA...`).
+    pub group_id: String,
+    /// Its IAM path.
+    pub path: String,
+    /// When it was created.
+    pub created: Timestamp,
+}
+
+/// A role: an identity that principals its trust policy names may assume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Role {
+    /// The account.
+    pub account_id: String,
+    /// Its name, unique in the account regardless of case.
+    pub name: String,
+    /// A stable unique id (`AROA...`).
+    pub role_id: String,
+    /// Its IAM path.
+    pub path: String,
+    /// Who may assume it (a policy document of kind Trust).
+    pub trust_policy: String,
+    /// Longest session, in seconds (3600 to 43200).
+    pub max_session_secs: i32,
+    /// Free text.
+    pub description: String,
+    /// When it was created.
+    pub created: Timestamp,
+}
+
+/// What an inline identity policy is attached to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalType {
+    /// A user.
+    User,
+    /// A group.
+    Group,
+    /// A role.
+    Role,
+}
+
+impl PrincipalType {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Group => "group",
+            Self::Role => "role",
+        }
+    }
+}
+
+/// Temporary credentials issued by AssumeRole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// `ASIA...`.
+    pub access_key_id: String,
+    /// The role's account.
+    pub account_id: String,
+    /// The role.
+    pub role_name: String,
+    /// The session name the caller chose.
+    pub session_name: String,
+    /// The secret, wrapped under the root key.
+    pub wrapped_secret: Vec<u8>,
+    /// SHA-256 of the session token.
+    pub token_hash: Vec<u8>,
+    /// Whether the session was opened with a valid TOTP code.
+    pub mfa: bool,
+    /// Who assumed the role.
+    pub source_arn: String,
+    /// When the credentials stop working.
+    pub expires: Timestamp,
+    /// When they were issued.
+    pub created: Timestamp,
+}
+
+/// A user's TOTP device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MfaDevice {
+    /// The account.
+    pub account_id: String,
+    /// The user.
+    pub user_name: String,
+    /// Its serial (an ARN, as AWS's virtual devices have).
+    pub serial: String,
+    /// The TOTP secret, wrapped under the root key.
+    pub wrapped_secret: Vec<u8>,
+    /// The last time step whose code was accepted (codes are single-use).
+    pub last_step: i64,
+    /// When it was enrolled.
+    pub created: Timestamp,
+}

@@ -25,6 +25,8 @@ pub mod labels {
     pub const ENCRYPT_V1: &[u8] = b"kmsd encrypt v1";
     /// Derives the key that wraps a stored credential secret.
     pub const SECRET_V1: &[u8] = b"kmsd secret v1";
+    /// Derives the key that wraps a user's TOTP secret.
+    pub const MFA_V1: &[u8] = b"kmsd mfa v1";
 }
 
 /// Why a cryptographic operation failed. Deliberately says no more.

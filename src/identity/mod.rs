@@ -23,6 +23,15 @@ pub enum Principal {
         /// Its name.
         name: String,
     },
+    /// A session of a role, from AssumeRole.
+    AssumedRole {
+        /// The role's name.
+        role_name: String,
+        /// The role's path.
+        role_path: String,
+        /// The session name the caller chose.
+        session_name: String,
+    },
 }
 
 /// The authenticated caller of one request. Holds no secret.
@@ -51,6 +60,23 @@ impl Caller {
     pub fn is_operator(&self) -> bool {
         self.account_id == OPERATOR_ACCOUNT && self.principal == Principal::Root
     }
+
+    /// Whether this is an account's root.
+    pub fn is_root(&self) -> bool {
+        self.principal == Principal::Root
+    }
+
+    /// For a role session, the role's ARN (`aws:PrincipalArn`).
+    pub fn role_arn(&self) -> Option<String> {
+        match &self.principal {
+            Principal::AssumedRole {
+                role_name,
+                role_path,
+                ..
+            } => Some(role_arn(&self.account_id, role_path, role_name)),
+            _ => None,
+        }
+    }
 }
 
 /// `arn:aws:iam::<acct>:root`.
@@ -61,6 +87,27 @@ pub fn root_arn(account_id: &str) -> String {
 /// `arn:aws:iam::<acct>:user<path><name>`.
 pub fn user_arn(account_id: &str, path: &str, name: &str) -> String {
     format!("arn:aws:iam::{account_id}:user{path}{name}")
+}
+
+/// `arn:aws:iam::<acct>:role<path><name>`.
+pub fn role_arn(account_id: &str, path: &str, name: &str) -> String {
+    format!("arn:aws:iam::{account_id}:role{path}{name}")
+}
+
+/// `arn:aws:sts::<acct>:assumed-role/<role>/<session>`.
+pub fn assumed_role_arn(account_id: &str, role: &str, session: &str) -> String {
+    format!("arn:aws:sts::{account_id}:assumed-role/{role}/{session}")
+}
+
+/// `arn:aws:iam::<acct>:group<path><name>`.
+pub fn group_arn(account_id: &str, path: &str, name: &str) -> String {
+    format!("arn:aws:iam::{account_id}:group{path}{name}")
+}
+
+/// SHA-256 of a session token: what the store keeps instead of the token.
+pub fn token_hash(token: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(token).to_vec()
 }
 
 const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
@@ -100,12 +147,15 @@ pub fn new_account_id() -> Result<String> {
     }
 }
 
-/// The parts of an `authorization: Bearer <id>:<secret>` header.
+/// The parts of an `authorization: Bearer <id>:<secret>` header, and the
+/// session token that temporary credentials need.
 pub struct BearerCredentials {
     /// The access key id (not secret).
     pub access_key_id: String,
     /// The secret access key.
     pub secret: SecretBytes,
+    /// The `x-kms-session-token`, for temporary credentials.
+    pub session_token: Option<SecretBytes>,
 }
 
 impl std::fmt::Debug for BearerCredentials {
@@ -133,19 +183,25 @@ impl BearerCredentials {
         Ok(Self {
             access_key_id: id.to_owned(),
             secret: SecretBytes::new(secret.as_bytes().to_vec()),
+            session_token: None,
         })
     }
 }
 
 /// Checks credentials against the store. Any failure is the same
 /// `UnrecognizedClientException`, so a caller cannot tell an unknown key id
-/// from a wrong secret.
+/// from a wrong secret; only an expired session says so
+/// (`ExpiredTokenException`), and only after its secret and token matched.
 pub async fn authenticate(
     store: &dyn Store,
     root: &RootKey,
     creds: &BearerCredentials,
     source_ip: Option<IpAddr>,
+    now: Timestamp,
 ) -> Result<Caller> {
+    if creds.access_key_id.starts_with("ASIA") {
+        return authenticate_session(store, root, creds, source_ip, now).await;
+    }
     let Some(rec) = store.get_access_key(&creds.access_key_id).await? else {
         return Err(unrecognized());
     };
@@ -185,6 +241,50 @@ pub async fn authenticate(
         source_ip,
         mfa_present: false,
         session_expiry: None,
+    })
+}
+
+async fn authenticate_session(
+    store: &dyn Store,
+    root: &RootKey,
+    creds: &BearerCredentials,
+    source_ip: Option<IpAddr>,
+    now: Timestamp,
+) -> Result<Caller> {
+    let Some(s) = store.get_session(&creds.access_key_id).await? else {
+        return Err(unrecognized());
+    };
+    let stored = wrap::unwrap_credential(root, &s.access_key_id, &s.wrapped_secret)
+        .map_err(KmsError::internal)?;
+    let token_ok = creds
+        .session_token
+        .as_ref()
+        .is_some_and(|t| ct_eq(&token_hash(t.expose_secret()), &s.token_hash));
+    if !ct_eq(stored.expose_secret(), creds.secret.expose_secret()) || !token_ok {
+        return Err(unrecognized());
+    }
+    if s.expires <= now {
+        return Err(KmsError::ExpiredTokenException(
+            "The security token included in the request is expired".into(),
+        ));
+    }
+    let role = store
+        .get_role(&s.account_id, &s.role_name)
+        .await?
+        .ok_or_else(unrecognized)?;
+    Ok(Caller {
+        arn: assumed_role_arn(&s.account_id, &role.name, &s.session_name),
+        user_id: format!("{}:{}", role.role_id, s.session_name),
+        principal: Principal::AssumedRole {
+            role_name: role.name,
+            role_path: role.path,
+            session_name: s.session_name,
+        },
+        account_id: s.account_id,
+        access_key_id: s.access_key_id,
+        source_ip,
+        mfa_present: s.mfa,
+        session_expiry: Some(s.expires),
     })
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Kms;
+use crate::clock::Timestamp;
 use crate::error::Result;
 use crate::model::RotationType;
 
@@ -32,6 +33,11 @@ impl Kms {
                 tracing::info!(key_id = %id, "key material destroyed: the deletion window has passed");
             }
         }
+        // Expired sessions are kept a day, so their use is reported as
+        // ExpiredTokenException rather than as unknown credentials.
+        self.store
+            .delete_expired_sessions(Timestamp(now.0 - Timestamp::DAY_MS))
+            .await?;
         for id in self.store.keys_due_for_rotation(now).await? {
             let Some(key) = self.store.get_key(id).await? else {
                 continue;

@@ -163,7 +163,7 @@ impl Kms {
             )));
         }
         validate_common(ctx, grant_tokens)?;
-        let key = self.resolve(caller, key_id, "Encrypt").await?;
+        let key = self.resolve(caller, key_id, "Encrypt", Some(ctx)).await?;
         self.check_usable(&key)?;
         let blob = self.seal(&key, ctx, plaintext.expose_secret()).await?;
         Ok((blob, self.key_arn(&key.account_id, key.id)))
@@ -188,7 +188,7 @@ impl Kms {
         let header = BlobHeader::parse(ciphertext)?;
         let key = match expected_key {
             Some(k) => {
-                let named = self.resolve(caller, k, action).await?;
+                let named = self.resolve(caller, k, action, Some(ctx)).await?;
                 if named.id != header.key_id {
                     return Err(KmsError::IncorrectKeyException(format!(
                         "the ciphertext was not encrypted under {}",
@@ -197,7 +197,7 @@ impl Kms {
                 }
                 named
             }
-            None => self.blob_key(caller, header.key_id, action).await?,
+            None => self.blob_key(caller, header.key_id, action, ctx).await?,
         };
         self.check_usable(&key)?;
         let material = self.material(&key, header.key_version).await?;
@@ -206,13 +206,19 @@ impl Kms {
     }
 
     /// The key a blob names, looked up by id in whatever account owns it.
-    async fn blob_key(&self, caller: &Caller, id: Uuid, action: &str) -> Result<KeyRecord> {
+    async fn blob_key(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        action: &str,
+        ctx: &EncryptionContext,
+    ) -> Result<KeyRecord> {
         let key = self.store.get_key(id).await?.ok_or_else(|| {
             KmsError::NotFoundException(format!(
                 "the key the ciphertext was encrypted under ({id}) does not exist"
             ))
         })?;
-        self.authorize(caller, action, &key)?;
+        self.authorize(caller, action, &key, Some(ctx)).await?;
         Ok(key)
     }
 
@@ -262,7 +268,12 @@ impl Kms {
             )
             .await?;
         let dest = self
-            .resolve(caller, destination_key_id, "ReEncryptTo")
+            .resolve(
+                caller,
+                destination_key_id,
+                "ReEncryptTo",
+                Some(destination_ctx),
+            )
             .await?;
         self.check_usable(&dest)?;
         let blob = self
@@ -295,7 +306,7 @@ impl Kms {
         } else {
             "GenerateDataKeyWithoutPlaintext"
         };
-        let key = self.resolve(caller, key_id, action).await?;
+        let key = self.resolve(caller, key_id, action, Some(ctx)).await?;
         self.check_usable(&key)?;
         let data_key = SecretBytes::random(len)?;
         let blob = self.seal(&key, ctx, data_key.expose_secret()).await?;
@@ -309,10 +320,13 @@ impl Kms {
     /// GenerateRandom.
     pub async fn generate_random(
         &self,
-        _caller: &Caller,
+        caller: &Caller,
         number_of_bytes: i32,
     ) -> Result<SecretBytes> {
-        Ok(SecretBytes::random(random_len(number_of_bytes)?)?)
+        let len = random_len(number_of_bytes)?;
+        self.authorize_identity(caller, "kms:GenerateRandom", "*")
+            .await?;
+        Ok(SecretBytes::random(len)?)
     }
 }
 

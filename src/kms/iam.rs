@@ -1,9 +1,8 @@
 //! Identity operations: accounts, users and access keys.
 //!
-//! Creating accounts is the operator's right only. Within an account, until
-//! identity policies are evaluated (the next issue plugs them into
-//! `authorize_iam`), the account root manages users and every access key,
-//! and a user manages only its own access keys.
+//! Creating accounts is the operator's right only. Within an account, the
+//! root may do everything; anyone else needs an identity policy allowing the
+//! `iam:` action, except that a user may always manage its own access keys.
 
 use super::{Kms, paging};
 use crate::crypto::secret::SecretBytes;
@@ -69,27 +68,29 @@ impl Kms {
         )))
     }
 
-    /// Whether `caller` may perform `iam:<action>` on `target` (a user name,
-    /// or `None` for the account's user list).
-    fn authorize_iam(&self, caller: &Caller, action: &str, target: Option<&str>) -> Result<()> {
-        let allowed = match (&caller.principal, target) {
-            (Principal::Root, _) => true,
-            (Principal::User { name }, Some(t)) => {
-                action.contains("AccessKey") && name.eq_ignore_ascii_case(t)
-            }
-            (Principal::User { .. }, None) => false,
-        };
-        if allowed {
+    /// Whether `caller` may perform `iam:<action>` on the user `target`
+    /// (`None`: the account's user list). A user may always manage its own
+    /// access keys; anything else needs the account's root or an identity
+    /// policy that allows it.
+    async fn authorize_iam(
+        &self,
+        caller: &Caller,
+        action: &str,
+        target: Option<&str>,
+    ) -> Result<()> {
+        if let (Principal::User { name }, Some(t)) = (&caller.principal, target)
+            && action.contains("AccessKey")
+            && name.eq_ignore_ascii_case(t)
+        {
             return Ok(());
         }
-        let resource = match target {
-            Some(t) => format!("arn:aws:iam::{}:user/{t}", caller.account_id),
-            None => format!("arn:aws:iam::{}:user/*", caller.account_id),
-        };
-        Err(KmsError::AccessDeniedException(format!(
-            "User: {} is not authorized to perform: iam:{action} on resource: {resource}",
-            caller.arn
-        )))
+        let resource = format!(
+            "arn:aws:iam::{}:user/{}",
+            caller.account_id,
+            target.unwrap_or("*")
+        );
+        self.authorize_identity(caller, &format!("iam:{action}"), &resource)
+            .await
     }
 
     /// Makes a new access key for `user_name` (`None`: the account root).
@@ -148,7 +149,7 @@ impl Kms {
         path: Option<&str>,
     ) -> Result<User> {
         validate_user_name(name)?;
-        self.authorize_iam(caller, "CreateUser", Some(name))?;
+        self.authorize_iam(caller, "CreateUser", Some(name)).await?;
         let path = path.unwrap_or("/");
         validate_path(path)?;
         let user = User {
@@ -173,7 +174,7 @@ impl Kms {
     /// DeleteUser, with its access keys.
     pub async fn delete_user(&self, caller: &Caller, name: &str) -> Result<()> {
         validate_user_name(name)?;
-        self.authorize_iam(caller, "DeleteUser", Some(name))?;
+        self.authorize_iam(caller, "DeleteUser", Some(name)).await?;
         if !self.store.delete_user(&caller.account_id, name).await? {
             return Err(KmsError::NotFoundException(format!(
                 "The user with name {name} cannot be found."
@@ -191,7 +192,7 @@ impl Kms {
     ) -> Result<(Vec<User>, Option<String>)> {
         let limit = paging::limit(limit, 100, 1000)?;
         let after = paging::position(marker)?;
-        self.authorize_iam(caller, "ListUsers", None)?;
+        self.authorize_iam(caller, "ListUsers", None).await?;
         let users = self
             .store
             .list_users(&caller.account_id, after.as_deref(), limit + 1)
@@ -199,38 +200,34 @@ impl Kms {
         Ok(paging::page(users, limit, |u| u.name.clone()))
     }
 
-    /// The user an access-key operation is about: the named one, or the caller itself.
+    /// The user an access-key operation is about (its stored name): the
+    /// named one, or the caller itself; `None` for the account's root.
     async fn key_owner(
         &self,
         caller: &Caller,
         user_name: Option<&str>,
         action: &str,
     ) -> Result<Option<String>> {
-        let own = match &caller.principal {
-            Principal::Root => None,
-            Principal::User { name } => Some(name.as_str()),
-        };
-        if let Some(target) = user_name.or(own) {
-            validate_user_name(target)?;
-            self.authorize_iam(caller, action, Some(target))?;
-        }
-        match user_name {
-            Some(n) => {
-                self.store
-                    .get_user(&caller.account_id, n)
-                    .await?
-                    .ok_or_else(|| {
-                        KmsError::NotFoundException(format!(
-                            "The user with name {n} cannot be found."
-                        ))
-                    })?;
-                Ok(Some(n.to_owned()))
+        let target = match (user_name, &caller.principal) {
+            (Some(n), _) => n.to_owned(),
+            (None, Principal::User { name }) => name.clone(),
+            (None, Principal::Root) => return Ok(None),
+            (None, Principal::AssumedRole { .. }) => {
+                return Err(KmsError::validation(
+                    "a role session has no access keys; name a user_name",
+                ));
             }
-            None => Ok(match &caller.principal {
-                Principal::Root => None,
-                Principal::User { name } => Some(name.clone()),
-            }),
-        }
+        };
+        validate_user_name(&target)?;
+        self.authorize_iam(caller, action, Some(&target)).await?;
+        let user = self
+            .store
+            .get_user(&caller.account_id, &target)
+            .await?
+            .ok_or_else(|| {
+                KmsError::NotFoundException(format!("The user with name {target} cannot be found."))
+            })?;
+        Ok(Some(user.name))
     }
 
     /// CreateAccessKey: the secret is returned once, here.
@@ -265,7 +262,12 @@ impl Kms {
             .get_access_key(access_key_id)
             .await?
             .ok_or_else(not_found)?;
-        if rec.account_id != caller.account_id || rec.user_name != owner {
+        let same_owner = match (&rec.user_name, &owner) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+            _ => false,
+        };
+        if rec.account_id != caller.account_id || !same_owner {
             return Err(not_found());
         }
         if !self

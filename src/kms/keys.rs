@@ -5,12 +5,13 @@
 
 use uuid::Uuid;
 
-use super::{Kms, paging, policy_doc, tags};
+use super::{Kms, authz, paging, policy_doc, tags};
 use crate::clock::Timestamp;
 use crate::crypto::{KeyMaterial, wrap};
 use crate::error::{KmsError, Result};
 use crate::identity::Caller;
 use crate::model::{KeyRecord, KeyState, KeyVersion, Tag};
+use crate::policy::PolicyKind;
 
 /// Longest key description.
 pub const MAX_DESCRIPTION: usize = 8192;
@@ -108,6 +109,13 @@ pub(crate) fn cancel_deletion(k: &mut KeyRecord, arn: &str) -> Result<()> {
     Ok(())
 }
 
+/// The refusal of a policy that would lock its writer out.
+pub(crate) fn lockout() -> KmsError {
+    KmsError::MalformedPolicyDocumentException(
+        "The new key policy will not allow you to update the key policy in the future.".into(),
+    )
+}
+
 fn pending(arn: &str) -> KmsError {
     KmsError::KMSInvalidStateException(format!("{arn} is pending deletion."))
 }
@@ -118,6 +126,8 @@ impl Kms {
         let description = input.description.unwrap_or_default();
         validate_description(&description)?;
         tags::validate_tags(&input.tags, self.settings.max_tags_per_key)?;
+        self.authorize_identity(caller, "kms:CreateKey", "*")
+            .await?;
         let policy = match input.policy {
             Some(p) => {
                 if !input.key_administrators.is_empty() || !input.key_users.is_empty() {
@@ -125,7 +135,7 @@ impl Kms {
                         "key_administrators and key_users cannot be given together with a policy",
                     ));
                 }
-                policy_doc::validate(&p)?;
+                authz::parse_policy(&p, PolicyKind::Key)?;
                 p
             }
             None => policy_doc::default_policy(
@@ -153,6 +163,12 @@ impl Kms {
             current_version: 1,
             policy,
         };
+        if !input.bypass_policy_lockout_safety_check {
+            let compiled = self.policies.get(&key.policy, PolicyKind::Key)?;
+            if !self.would_keep_access(caller, &key, &compiled).await {
+                return Err(lockout());
+            }
+        }
         let first = KeyVersion {
             key_id: id,
             version: 1,
@@ -168,7 +184,7 @@ impl Kms {
 
     /// DescribeKey.
     pub async fn describe_key(&self, caller: &Caller, key_id: &str) -> Result<KeyRecord> {
-        self.resolve(caller, key_id, "DescribeKey").await
+        self.resolve(caller, key_id, "DescribeKey", None).await
     }
 
     /// ListKeys: the caller's account's keys, by id.
@@ -179,6 +195,7 @@ impl Kms {
         marker: Option<&str>,
     ) -> Result<(Vec<KeyRecord>, Option<String>)> {
         let limit = paging::limit(limit, 100, 1000)?;
+        self.authorize_identity(caller, "kms:ListKeys", "*").await?;
         let after = match paging::position(marker)? {
             None => None,
             Some(s) => Some(Uuid::try_parse(&s).map_err(|_| {

@@ -7,9 +7,12 @@
 //! at their boundary.
 
 mod aliases;
+mod authz;
 mod background;
 mod crypto_ops;
 mod iam;
+mod iam_ext;
+mod key_policy;
 mod keys;
 mod policy_doc;
 mod rotation;
@@ -22,11 +25,12 @@ use uuid::Uuid;
 pub use background::{SweepReport, run_maintenance};
 pub use crypto_ops::{DataKeyOutput, DataKeySpec, DecryptOutput, ReEncryptOutput};
 pub use iam::{AccessKeyCreated, AccountCreated};
+pub use iam_ext::{AssumedRole, MfaEnrolment};
 pub use keys::{CreateKeyInput, ScheduledDeletion};
 pub use rotation::RotationStatus;
 
 use crate::clock::Clock;
-use crate::crypto::RootKey;
+use crate::crypto::{EncryptionContext, RootKey};
 use crate::error::{KmsError, Result};
 use crate::identity::Caller;
 use crate::model::{KeyRecord, KeyState};
@@ -62,6 +66,7 @@ pub struct Kms {
     root: Arc<RootKey>,
     clock: Arc<dyn Clock>,
     settings: KmsSettings,
+    policies: authz::PolicyCache,
 }
 
 impl std::fmt::Debug for Kms {
@@ -162,6 +167,7 @@ impl Kms {
             root,
             clock,
             settings,
+            policies: authz::PolicyCache::default(),
         }
     }
 
@@ -201,11 +207,18 @@ impl Kms {
     }
 
     /// Finds the key `key_id` names for `caller` and checks that `caller` may
-    /// perform `action` on it. A bare id or alias name is looked up in the
+    /// perform `kms:<action>` on it (with `ctx`, the call's encryption
+    /// context, if it has one). A bare id or alias name is looked up in the
     /// caller's own account; another account's key needs its ARN.
-    async fn resolve(&self, caller: &Caller, key_id: &str, action: &str) -> Result<KeyRecord> {
+    async fn resolve(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        action: &str,
+        ctx: Option<&EncryptionContext>,
+    ) -> Result<KeyRecord> {
         let key = self.find_key(caller, key_id).await?;
-        self.authorize(caller, action, &key)?;
+        self.authorize(caller, action, &key, ctx).await?;
         Ok(key)
     }
 
@@ -221,7 +234,7 @@ impl Kms {
                 "'{key_id}' is an alias; this operation needs a key id or key ARN"
             )));
         }
-        self.resolve(caller, key_id, action).await
+        self.resolve(caller, key_id, action, None).await
     }
 
     async fn find_key(&self, caller: &Caller, key_id: &str) -> Result<KeyRecord> {
@@ -273,22 +286,6 @@ impl Kms {
             Ok(KeyRef::Id(id)) => self.key_arn(&caller.account_id, id),
             _ => key_id.to_owned(),
         }
-    }
-
-    /// The authorization decision for `action` on `key`.
-    ///
-    /// Until key policies, identity policies and grants are evaluated (the
-    /// next issues plug in here), a caller may act on its own account's keys
-    /// and on no other account's.
-    fn authorize(&self, caller: &Caller, action: &str, key: &KeyRecord) -> Result<()> {
-        if caller.account_id == key.account_id {
-            return Ok(());
-        }
-        Err(KmsError::AccessDeniedException(format!(
-            "User: {} is not authorized to perform: kms:{action} on resource: {} because no resource-based policy allows the kms:{action} action",
-            caller.arn,
-            self.key_arn(&key.account_id, key.id)
-        )))
     }
 
     /// Refuses a key that cannot serve a cryptographic operation.

@@ -1,16 +1,11 @@
 //! Key policy documents as written by CreateKey: the default policy, the
 //! administrators/users policy, and the checks made on a supplied one.
 //!
-//! Evaluation of policies belongs to the `policy` module of the next issue;
-//! here a document is only checked to be a well-formed JSON object of
-//! bounded size with statements, so that nothing unparseable is ever stored.
+//! Parsing and evaluation belong to `crate::policy`.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::error::{KmsError, Result};
-
-/// Largest key policy, in bytes.
-pub const MAX_POLICY_BYTES: usize = 32 * 1024;
 
 const ADMIN_ACTIONS: &[&str] = &[
     "kms:Create*",
@@ -40,40 +35,6 @@ const USER_ACTIONS: &[&str] = &[
     "kms:ListGrants",
     "kms:RevokeGrant",
 ];
-
-fn malformed(msg: impl Into<String>) -> KmsError {
-    KmsError::MalformedPolicyDocumentException(msg.into())
-}
-
-/// Checks a supplied policy's size and shape.
-pub fn validate(policy: &str) -> Result<()> {
-    if policy.len() > MAX_POLICY_BYTES {
-        return Err(malformed(format!(
-            "the policy is {} bytes; at most {MAX_POLICY_BYTES} are allowed",
-            policy.len()
-        )));
-    }
-    let v: Value = serde_json::from_str(policy)
-        .map_err(|e| malformed(format!("the policy is not valid JSON: {e}")))?;
-    let statements = v
-        .as_object()
-        .ok_or_else(|| malformed("the policy must be a JSON object"))?
-        .get("Statement")
-        .ok_or_else(|| malformed("the policy has no Statement"))?;
-    let empty = match statements {
-        Value::Array(a) => a.is_empty(),
-        Value::Object(_) => false,
-        _ => {
-            return Err(malformed(
-                "Statement must be an object or a list of objects",
-            ));
-        }
-    };
-    if empty {
-        return Err(malformed("Statement must not be empty"));
-    }
-    Ok(())
-}
 
 /// Whether `arn` names an IAM principal: an account root, user or role.
 fn is_principal_arn(arn: &str) -> bool {
@@ -153,7 +114,7 @@ mod tests {
     #[test]
     fn default_policy_allows_root() {
         let p = default_policy("aws", "111122223333", &[], &[]).unwrap();
-        validate(&p).unwrap();
+        crate::policy::Policy::parse(&p, crate::policy::PolicyKind::Key).unwrap();
         assert!(p.contains("arn:aws:iam::111122223333:root"));
         assert!(p.contains("kms:*"));
     }
@@ -167,36 +128,11 @@ mod tests {
             &["arn:aws:iam::111122223333:role/app".into()],
         )
         .unwrap();
-        let v: Value = serde_json::from_str(&p).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&p).unwrap();
         let st = v["Statement"].as_array().unwrap();
         assert_eq!(st.len(), 2);
         assert!(!st[0]["Action"].to_string().contains("kms:Encrypt"));
         assert!(st[1]["Action"].to_string().contains("kms:Encrypt"));
         assert!(default_policy("aws", "111122223333", &["bob".into()], &[]).is_err());
-    }
-
-    #[test]
-    fn malformed_policies() {
-        for bad in [
-            "",
-            "{",
-            "[]",
-            "{}",
-            r#"{"Statement":[]}"#,
-            r#"{"Statement":3}"#,
-        ] {
-            assert!(
-                matches!(
-                    validate(bad),
-                    Err(KmsError::MalformedPolicyDocumentException(_))
-                ),
-                "{bad}"
-            );
-        }
-        let big = format!(
-            r#"{{"Statement":{{}}, "x":"{}"}}"#,
-            "a".repeat(MAX_POLICY_BYTES)
-        );
-        assert!(validate(&big).is_err());
     }
 }

@@ -93,6 +93,37 @@ impl fmt::Debug for CreateAccountResponse {
     }
 }
 
+impl fmt::Debug for EnableMfaDeviceResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnableMfaDeviceResponse")
+            .field("base32_secret", &REDACTED)
+            .field("otpauth_uri", &REDACTED)
+            .field("serial_number", &self.serial_number)
+            .finish()
+    }
+}
+
+impl fmt::Debug for AssumeRoleRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AssumeRoleRequest")
+            .field("role_arn", &self.role_arn)
+            .field("role_session_name", &self.role_session_name)
+            .field("duration_seconds", &self.duration_seconds)
+            .field("token_code", &self.token_code.as_ref().map(|_| REDACTED))
+            .finish()
+    }
+}
+
+impl fmt::Debug for AssumeRoleResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AssumeRoleResponse")
+            .field("credentials", &self.credentials)
+            .field("assumed_role_arn", &self.assumed_role_arn)
+            .field("assumed_role_id", &self.assumed_role_id)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

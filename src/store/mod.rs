@@ -13,7 +13,10 @@ use uuid::Uuid;
 
 use crate::clock::Timestamp;
 use crate::error::KmsError;
-use crate::model::{AccessKeyRecord, Account, Alias, KeyRecord, KeyVersion, Tag, User};
+use crate::model::{
+    AccessKeyRecord, Account, Alias, Group, KeyRecord, KeyVersion, MfaDevice, PrincipalType, Role,
+    SessionRecord, Tag, User,
+};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +180,76 @@ pub trait Store: Send + Sync + 'static {
     async fn remove_tags(&self, key_id: Uuid, keys: Vec<String>) -> Result<()>;
     /// Tags of a key in key order, after `after`.
     async fn list_tags(&self, key_id: Uuid, after: Option<&str>, limit: usize) -> Result<Vec<Tag>>;
+
+    /// Creates a group; `Conflict` if the name is taken.
+    async fn create_group(&self, group: Group) -> Result<()>;
+    /// A group by name.
+    async fn get_group(&self, account_id: &str, name: &str) -> Result<Option<Group>>;
+    /// Deletes a group, its memberships and its inline policies.
+    async fn delete_group(&self, account_id: &str, name: &str) -> Result<bool>;
+    /// Adds a user to a group (idempotent).
+    async fn add_user_to_group(&self, account_id: &str, group: &str, user: &str) -> Result<()>;
+    /// Removes a user from a group; false if it was not a member.
+    async fn remove_user_from_group(
+        &self,
+        account_id: &str,
+        group: &str,
+        user: &str,
+    ) -> Result<bool>;
+    /// The groups a user belongs to.
+    async fn list_groups_for_user(&self, account_id: &str, user: &str) -> Result<Vec<Group>>;
+
+    /// Creates a role; `Conflict` if the name is taken.
+    async fn create_role(&self, role: Role) -> Result<()>;
+    /// A role by name.
+    async fn get_role(&self, account_id: &str, name: &str) -> Result<Option<Role>>;
+    /// Deletes a role, its inline policies and its sessions.
+    async fn delete_role(&self, account_id: &str, name: &str) -> Result<bool>;
+
+    /// Creates or replaces an inline identity policy.
+    async fn put_identity_policy(
+        &self,
+        account_id: &str,
+        kind: PrincipalType,
+        principal: &str,
+        name: &str,
+        document: &str,
+    ) -> Result<()>;
+    /// One inline identity policy's document.
+    async fn get_identity_policy(
+        &self,
+        account_id: &str,
+        kind: PrincipalType,
+        principal: &str,
+        name: &str,
+    ) -> Result<Option<String>>;
+    /// Deletes an inline identity policy; false if there was none.
+    async fn delete_identity_policy(
+        &self,
+        account_id: &str,
+        kind: PrincipalType,
+        principal: &str,
+        name: &str,
+    ) -> Result<bool>;
+    /// Every inline policy that applies to a user: its own and its groups'.
+    async fn user_policies(&self, account_id: &str, user: &str) -> Result<Vec<String>>;
+    /// Every inline policy of a role.
+    async fn role_policies(&self, account_id: &str, role: &str) -> Result<Vec<String>>;
+
+    /// Stores temporary credentials.
+    async fn create_session(&self, session: SessionRecord) -> Result<()>;
+    /// Temporary credentials by access key id.
+    async fn get_session(&self, access_key_id: &str) -> Result<Option<SessionRecord>>;
+    /// Deletes sessions that expired before `before`.
+    async fn delete_expired_sessions(&self, before: Timestamp) -> Result<usize>;
+
+    /// Enrols a user's TOTP device; `Conflict` if it has one.
+    async fn create_mfa_device(&self, device: MfaDevice) -> Result<()>;
+    /// A user's TOTP device.
+    async fn get_mfa_device(&self, account_id: &str, user: &str) -> Result<Option<MfaDevice>>;
+    /// Records that the code of `step` was used, if no code of that step or
+    /// a later one was; returns false for a replayed code.
+    async fn use_mfa_step(&self, account_id: &str, user: &str, step: i64) -> Result<bool>;
 }
 
 /// Makes the new version's record once the new version number is known

@@ -22,12 +22,15 @@ use super::{Error, KeyChange, Result, Store, VersionMaker};
 use crate::clock::Timestamp;
 use crate::error::KmsError;
 use crate::model::{
-    AccessKeyRecord, AccessKeyStatus, Account, Alias, KeyRecord, KeyState, KeyVersion,
-    RotationType, Tag, User,
+    AccessKeyRecord, AccessKeyStatus, Account, Alias, Group, KeyRecord, KeyState, KeyVersion,
+    MfaDevice, PrincipalType, Role, RotationType, SessionRecord, Tag, User,
 };
 
 /// Schema migrations, applied in order; `user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_iam.sql"),
+];
 
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -344,6 +347,16 @@ fn access_key_from_row(r: &Row<'_>) -> rusqlite::Result<AccessKeyRecord> {
         status: AccessKeyStatus::parse(&status)
             .ok_or_else(|| corrupt("access key status", &status))?,
         created: ts(r.get(5)?),
+    })
+}
+
+fn group_from_row(r: &Row<'_>) -> rusqlite::Result<Group> {
+    Ok(Group {
+        account_id: r.get(0)?,
+        name: r.get(1)?,
+        group_id: r.get(2)?,
+        path: r.get(3)?,
+        created: ts(r.get(4)?),
     })
 }
 
@@ -812,6 +825,327 @@ impl Store for SqliteStore {
             collect(st.query_map(params![key_id.to_string(), after, limit_i64(limit)], |r| {
                 Ok(Tag { key: r.get(0)?, value: r.get(1)? })
             })?)
+        })
+        .await
+    }
+
+    async fn create_group(&self, g: Group) -> Result<()> {
+        self.write(move |c| {
+            c.prepare_cached("INSERT INTO groups (account_id, name, group_id, path, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                .execute(params![g.account_id, g.name, g.group_id, g.path, g.created.0])
+                .map_err(|e| if is_unique_violation(&e) { Error::Conflict(format!("group {}", g.name)) } else { e.into() })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_group(&self, account_id: &str, name: &str) -> Result<Option<Group>> {
+        let (a, n) = (account_id.to_owned(), name.to_owned());
+        self.read(move |c| {
+            Ok(c.prepare_cached("SELECT account_id, name, group_id, path, created_ms FROM groups WHERE account_id = ?1 AND name = ?2")?
+                .query_row([a, n], group_from_row)
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn delete_group(&self, account_id: &str, name: &str) -> Result<bool> {
+        let (a, n) = (account_id.to_owned(), name.to_owned());
+        self.write(move |c| {
+            c.prepare_cached(
+                "DELETE FROM identity_policies WHERE account_id = ?1 AND principal_type = 'group' AND principal_name = ?2",
+            )?
+            .execute([&a, &n])?;
+            Ok(c.prepare_cached("DELETE FROM groups WHERE account_id = ?1 AND name = ?2")?.execute([a, n])? > 0)
+        })
+        .await
+    }
+
+    async fn add_user_to_group(&self, account_id: &str, group: &str, user: &str) -> Result<()> {
+        let (a, g, u) = (account_id.to_owned(), group.to_owned(), user.to_owned());
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO group_members (account_id, group_name, user_name) \
+                 SELECT ?1, g.name, u.name FROM groups g, users u \
+                 WHERE g.account_id = ?1 AND g.name = ?2 AND u.account_id = ?1 AND u.name = ?3 \
+                 ON CONFLICT DO NOTHING",
+            )?
+            .execute([a, g, u])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_user_from_group(
+        &self,
+        account_id: &str,
+        group: &str,
+        user: &str,
+    ) -> Result<bool> {
+        let (a, g, u) = (account_id.to_owned(), group.to_owned(), user.to_owned());
+        self.write(move |c| {
+            Ok(c.prepare_cached("DELETE FROM group_members WHERE account_id = ?1 AND group_name = ?2 AND user_name = ?3")?
+                .execute([a, g, u])?
+                > 0)
+        })
+        .await
+    }
+
+    async fn list_groups_for_user(&self, account_id: &str, user: &str) -> Result<Vec<Group>> {
+        let (a, u) = (account_id.to_owned(), user.to_owned());
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT g.account_id, g.name, g.group_id, g.path, g.created_ms FROM groups g \
+                 JOIN group_members m ON m.account_id = g.account_id AND m.group_name = g.name \
+                 WHERE m.account_id = ?1 AND m.user_name = ?2 ORDER BY g.name",
+            )?;
+            collect(st.query_map([a, u], group_from_row)?)
+        })
+        .await
+    }
+
+    async fn create_role(&self, r: Role) -> Result<()> {
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO roles (account_id, name, role_id, path, trust_policy, max_session_secs, description, created_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![r.account_id, r.name, r.role_id, r.path, r.trust_policy, r.max_session_secs, r.description, r.created.0])
+            .map_err(|e| if is_unique_violation(&e) { Error::Conflict(format!("role {}", r.name)) } else { e.into() })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_role(&self, account_id: &str, name: &str) -> Result<Option<Role>> {
+        let (a, n) = (account_id.to_owned(), name.to_owned());
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT account_id, name, role_id, path, trust_policy, max_session_secs, description, created_ms \
+                 FROM roles WHERE account_id = ?1 AND name = ?2",
+            )?
+            .query_row([a, n], |r| {
+                Ok(Role {
+                    account_id: r.get(0)?,
+                    name: r.get(1)?,
+                    role_id: r.get(2)?,
+                    path: r.get(3)?,
+                    trust_policy: r.get(4)?,
+                    max_session_secs: r.get(5)?,
+                    description: r.get(6)?,
+                    created: ts(r.get(7)?),
+                })
+            })
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn delete_role(&self, account_id: &str, name: &str) -> Result<bool> {
+        let (a, n) = (account_id.to_owned(), name.to_owned());
+        self.write(move |c| {
+            c.prepare_cached(
+                "DELETE FROM identity_policies WHERE account_id = ?1 AND principal_type = 'role' AND principal_name = ?2",
+            )?
+            .execute([&a, &n])?;
+            Ok(c.prepare_cached("DELETE FROM roles WHERE account_id = ?1 AND name = ?2")?.execute([a, n])? > 0)
+        })
+        .await
+    }
+
+    async fn put_identity_policy(
+        &self,
+        account_id: &str,
+        kind: PrincipalType,
+        principal: &str,
+        name: &str,
+        document: &str,
+    ) -> Result<()> {
+        let (a, p, n, d) = (
+            account_id.to_owned(),
+            principal.to_owned(),
+            name.to_owned(),
+            document.to_owned(),
+        );
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO identity_policies (account_id, principal_type, principal_name, policy_name, document) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT(account_id, principal_type, principal_name, policy_name) DO UPDATE SET document = ?5",
+            )?
+            .execute(params![a, kind.as_str(), p, n, d])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_identity_policy(
+        &self,
+        account_id: &str,
+        kind: PrincipalType,
+        principal: &str,
+        name: &str,
+    ) -> Result<Option<String>> {
+        let (a, p, n) = (account_id.to_owned(), principal.to_owned(), name.to_owned());
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT document FROM identity_policies \
+                 WHERE account_id = ?1 AND principal_type = ?2 AND principal_name = ?3 AND policy_name = ?4",
+            )?
+            .query_row(params![a, kind.as_str(), p, n], |r| r.get(0))
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn delete_identity_policy(
+        &self,
+        account_id: &str,
+        kind: PrincipalType,
+        principal: &str,
+        name: &str,
+    ) -> Result<bool> {
+        let (a, p, n) = (account_id.to_owned(), principal.to_owned(), name.to_owned());
+        self.write(move |c| {
+            Ok(c.prepare_cached(
+                "DELETE FROM identity_policies \
+                 WHERE account_id = ?1 AND principal_type = ?2 AND principal_name = ?3 AND policy_name = ?4",
+            )?
+            .execute(params![a, kind.as_str(), p, n])?
+                > 0)
+        })
+        .await
+    }
+
+    async fn user_policies(&self, account_id: &str, user: &str) -> Result<Vec<String>> {
+        let (a, u) = (account_id.to_owned(), user.to_owned());
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT document FROM identity_policies \
+                 WHERE account_id = ?1 AND principal_type = 'user' AND principal_name = ?2 \
+                 UNION ALL \
+                 SELECT p.document FROM identity_policies p \
+                 JOIN group_members m ON m.account_id = p.account_id AND m.group_name = p.principal_name \
+                 WHERE p.account_id = ?1 AND p.principal_type = 'group' AND m.user_name = ?2",
+            )?;
+            collect(st.query_map([a, u], |r| r.get(0))?)
+        })
+        .await
+    }
+
+    async fn role_policies(&self, account_id: &str, role: &str) -> Result<Vec<String>> {
+        let (a, r) = (account_id.to_owned(), role.to_owned());
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT document FROM identity_policies WHERE account_id = ?1 AND principal_type = 'role' AND principal_name = ?2",
+            )?;
+            collect(st.query_map([a, r], |r| r.get(0))?)
+        })
+        .await
+    }
+
+    async fn create_session(&self, s: SessionRecord) -> Result<()> {
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO sessions (access_key_id, account_id, role_name, session_name, wrapped_secret, token_hash, mfa, \
+                 source_arn, expires_ms, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?
+            .execute(params![
+                s.access_key_id,
+                s.account_id,
+                s.role_name,
+                s.session_name,
+                s.wrapped_secret,
+                s.token_hash,
+                s.mfa,
+                s.source_arn,
+                s.expires.0,
+                s.created.0
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_session(&self, access_key_id: &str) -> Result<Option<SessionRecord>> {
+        let id = access_key_id.to_owned();
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT access_key_id, account_id, role_name, session_name, wrapped_secret, token_hash, mfa, source_arn, \
+                 expires_ms, created_ms FROM sessions WHERE access_key_id = ?1",
+            )?
+            .query_row([id], |r| {
+                Ok(SessionRecord {
+                    access_key_id: r.get(0)?,
+                    account_id: r.get(1)?,
+                    role_name: r.get(2)?,
+                    session_name: r.get(3)?,
+                    wrapped_secret: r.get(4)?,
+                    token_hash: r.get(5)?,
+                    mfa: r.get(6)?,
+                    source_arn: r.get(7)?,
+                    expires: ts(r.get(8)?),
+                    created: ts(r.get(9)?),
+                })
+            })
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn delete_expired_sessions(&self, before: Timestamp) -> Result<usize> {
+        self.write(move |c| {
+            Ok(
+                c.prepare_cached("DELETE FROM sessions WHERE expires_ms < ?1")?
+                    .execute([before.0])?,
+            )
+        })
+        .await
+    }
+
+    async fn create_mfa_device(&self, d: MfaDevice) -> Result<()> {
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO mfa_devices (account_id, user_name, serial, wrapped_secret, last_step, created_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![d.account_id, d.user_name, d.serial, d.wrapped_secret, d.last_step, d.created.0])
+            .map_err(|e| if is_unique_violation(&e) { Error::Conflict(format!("an MFA device for {}", d.user_name)) } else { e.into() })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_mfa_device(&self, account_id: &str, user: &str) -> Result<Option<MfaDevice>> {
+        let (a, u) = (account_id.to_owned(), user.to_owned());
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT account_id, user_name, serial, wrapped_secret, last_step, created_ms FROM mfa_devices \
+                 WHERE account_id = ?1 AND user_name = ?2",
+            )?
+            .query_row([a, u], |r| {
+                Ok(MfaDevice {
+                    account_id: r.get(0)?,
+                    user_name: r.get(1)?,
+                    serial: r.get(2)?,
+                    wrapped_secret: r.get(3)?,
+                    last_step: r.get(4)?,
+                    created: ts(r.get(5)?),
+                })
+            })
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn use_mfa_step(&self, account_id: &str, user: &str, step: i64) -> Result<bool> {
+        let (a, u) = (account_id.to_owned(), user.to_owned());
+        self.write(move |c| {
+            Ok(c.prepare_cached(
+                "UPDATE mfa_devices SET last_step = ?3 WHERE account_id = ?1 AND user_name = ?2 AND last_step < ?3",
+            )?
+            .execute(params![a, u, step])?
+                > 0)
         })
         .await
     }

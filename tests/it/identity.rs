@@ -485,6 +485,7 @@ async fn access_keys_lifecycle() {
         .into_inner()
         .user
         .unwrap();
+    allow_all_kms(&d, "dave").await;
 
     // First key, made by the admin for dave.
     let k1 = iam
@@ -859,15 +860,36 @@ async fn a_plain_user_cannot_manage_another_users_access_keys() {
     assert_eq!(own.len(), 1);
 }
 
-/// Until identity policies exist, managing users is the account root's
-/// right: a user, even the bootstrap `admin`, may not create, list or delete
-/// users, and the refusal changes nothing.
+/// Managing users needs the account root or an identity policy that allows
+/// it: a user without one may not create, list or delete users, and the
+/// refusal changes nothing; the bootstrap `admin` (AdministratorAccess) may.
 #[tokio::test]
-async fn only_the_account_root_manages_users() {
+async fn managing_users_needs_root_or_a_policy() {
     let d = TestDaemon::start().await;
-    let mut admin = d.identity_client(&d.admin).await;
+    let mut root = d.identity_client(&d.root).await;
+    root.create_user(pb::CreateUserRequest {
+        user_name: "plain".into(),
+        path: None,
+    })
+    .await
+    .unwrap();
+    let key = root
+        .create_access_key(pb::CreateAccessKeyRequest {
+            user_name: Some("plain".into()),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .access_key
+        .unwrap();
+    let plain = Creds {
+        account_id: d.admin.account_id.clone(),
+        access_key_id: key.access_key_id,
+        secret: key.secret_access_key,
+    };
+    let mut plain_iam = d.identity_client(&plain).await;
     assert_err(
-        admin
+        plain_iam
             .create_user(pb::CreateUserRequest {
                 user_name: "eve".into(),
                 path: None,
@@ -877,12 +899,12 @@ async fn only_the_account_root_manages_users() {
         "AccessDeniedException",
     );
     assert_err(
-        admin.list_users(pb::ListUsersRequest::default()).await,
+        plain_iam.list_users(pb::ListUsersRequest::default()).await,
         Code::PermissionDenied,
         "AccessDeniedException",
     );
     assert_err(
-        admin
+        plain_iam
             .delete_user(pb::DeleteUserRequest {
                 user_name: "admin".into(),
             })
@@ -890,7 +912,6 @@ async fn only_the_account_root_manages_users() {
         Code::PermissionDenied,
         "AccessDeniedException",
     );
-    let mut root = d.identity_client(&d.root).await;
     let users = root
         .list_users(pb::ListUsersRequest::default())
         .await
@@ -898,7 +919,19 @@ async fn only_the_account_root_manages_users() {
         .into_inner()
         .users;
     let names: Vec<&str> = users.iter().map(|u| u.user_name.as_str()).collect();
-    assert_eq!(names, ["admin"], "the refused calls changed nothing");
+    assert_eq!(
+        names,
+        ["admin", "plain"],
+        "the refused calls changed nothing"
+    );
+    let mut admin = d.identity_client(&d.admin).await;
+    admin
+        .create_user(pb::CreateUserRequest {
+            user_name: "eve".into(),
+            path: None,
+        })
+        .await
+        .expect("the admin's AdministratorAccess policy allows CreateUser");
     let me = root
         .get_caller_identity(pb::GetCallerIdentityRequest {})
         .await

@@ -122,6 +122,7 @@ async fn everything_survives_a_restart() {
         .into_inner()
         .user
         .unwrap();
+    allow_all_kms(&d, "alice").await;
     iam.create_user(pb::CreateUserRequest {
         user_name: "bob".into(),
         path: None,

@@ -290,3 +290,18 @@ pub fn blob_version(blob: &[u8]) -> u32 {
 pub fn blob_key_id(blob: &[u8]) -> uuid::Uuid {
     uuid::Uuid::from_slice(&blob[1..17]).expect("16 bytes")
 }
+
+/// Gives a user of the daemon's first account an inline policy allowing
+/// every KMS action on every key (as the account root).
+pub async fn allow_all_kms(d: &TestDaemon, user: &str) {
+    d.identity_client(&d.root)
+        .await
+        .put_user_policy(pb::PutPrincipalPolicyRequest {
+            principal_name: user.to_owned(),
+            policy_name: "kms-all".to_owned(),
+            policy_document: r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#
+                .to_owned(),
+        })
+        .await
+        .expect("PutUserPolicy");
+}

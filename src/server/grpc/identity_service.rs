@@ -4,7 +4,7 @@ use tonic::{Request, Response, Status};
 
 use super::Handler;
 use crate::identity::root_arn;
-use crate::model::{AccessKeyStatus, User};
+use crate::model::{AccessKeyStatus, Group, PrincipalType, Role, User};
 use crate::server::pb::{self, identity_service_server::IdentityService};
 
 fn user(u: &User) -> pb::User {
@@ -14,6 +14,28 @@ fn user(u: &User) -> pb::User {
         user_id: u.user_id.clone(),
         path: u.path.clone(),
         create_date: Some(u.created.to_proto()),
+    }
+}
+
+fn group(g: &Group) -> pb::Group {
+    pb::Group {
+        arn: crate::identity::group_arn(&g.account_id, &g.path, &g.name),
+        group_name: g.name.clone(),
+        group_id: g.group_id.clone(),
+        path: g.path.clone(),
+        create_date: Some(g.created.to_proto()),
+    }
+}
+
+fn role(r: &Role) -> pb::Role {
+    pb::Role {
+        arn: crate::identity::role_arn(&r.account_id, &r.path, &r.name),
+        role_name: r.name.clone(),
+        role_id: r.role_id.clone(),
+        path: r.path.clone(),
+        create_date: Some(r.created.to_proto()),
+        assume_role_policy_document: r.trust_policy.clone(),
+        max_session_duration: r.max_session_secs,
     }
 }
 
@@ -160,6 +182,329 @@ impl IdentityService for Handler {
                 account: caller.account_id,
                 arn: caller.arn,
                 user_id: caller.user_id,
+            })
+        })
+        .await
+    }
+
+    async fn create_group(
+        &self,
+        req: Request<pb::CreateGroupRequest>,
+    ) -> Result<Response<pb::CreateGroupResponse>, Status> {
+        self.call("CreateGroup", req, |kms, caller, r| async move {
+            let g = kms
+                .create_group(&caller, &r.group_name, r.path.as_deref())
+                .await?;
+            Ok(pb::CreateGroupResponse {
+                group: Some(group(&g)),
+            })
+        })
+        .await
+    }
+
+    async fn delete_group(
+        &self,
+        req: Request<pb::DeleteGroupRequest>,
+    ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
+        self.call("DeleteGroup", req, |kms, caller, r| async move {
+            kms.delete_group(&caller, &r.group_name).await?;
+            Ok(pb::DeleteGroupResponse {})
+        })
+        .await
+    }
+
+    async fn add_user_to_group(
+        &self,
+        req: Request<pb::AddUserToGroupRequest>,
+    ) -> Result<Response<pb::AddUserToGroupResponse>, Status> {
+        self.call("AddUserToGroup", req, |kms, caller, r| async move {
+            kms.add_user_to_group(&caller, &r.group_name, &r.user_name)
+                .await?;
+            Ok(pb::AddUserToGroupResponse {})
+        })
+        .await
+    }
+
+    async fn remove_user_from_group(
+        &self,
+        req: Request<pb::RemoveUserFromGroupRequest>,
+    ) -> Result<Response<pb::RemoveUserFromGroupResponse>, Status> {
+        self.call("RemoveUserFromGroup", req, |kms, caller, r| async move {
+            kms.remove_user_from_group(&caller, &r.group_name, &r.user_name)
+                .await?;
+            Ok(pb::RemoveUserFromGroupResponse {})
+        })
+        .await
+    }
+
+    async fn list_groups_for_user(
+        &self,
+        req: Request<pb::ListGroupsForUserRequest>,
+    ) -> Result<Response<pb::ListGroupsForUserResponse>, Status> {
+        self.call("ListGroupsForUser", req, |kms, caller, r| async move {
+            let groups = kms.list_groups_for_user(&caller, &r.user_name).await?;
+            Ok(pb::ListGroupsForUserResponse {
+                groups: groups.iter().map(group).collect(),
+            })
+        })
+        .await
+    }
+
+    async fn create_role(
+        &self,
+        req: Request<pb::CreateRoleRequest>,
+    ) -> Result<Response<pb::CreateRoleResponse>, Status> {
+        self.call("CreateRole", req, |kms, caller, r| async move {
+            let created = kms
+                .create_role(
+                    &caller,
+                    &r.role_name,
+                    r.path.as_deref(),
+                    &r.assume_role_policy_document,
+                    r.max_session_duration,
+                    r.description.as_deref(),
+                )
+                .await?;
+            Ok(pb::CreateRoleResponse {
+                role: Some(role(&created)),
+            })
+        })
+        .await
+    }
+
+    async fn delete_role(
+        &self,
+        req: Request<pb::DeleteRoleRequest>,
+    ) -> Result<Response<pb::DeleteRoleResponse>, Status> {
+        self.call("DeleteRole", req, |kms, caller, r| async move {
+            kms.delete_role(&caller, &r.role_name).await?;
+            Ok(pb::DeleteRoleResponse {})
+        })
+        .await
+    }
+
+    async fn get_role(
+        &self,
+        req: Request<pb::GetRoleRequest>,
+    ) -> Result<Response<pb::GetRoleResponse>, Status> {
+        self.call("GetRole", req, |kms, caller, r| async move {
+            let got = kms.get_role(&caller, &r.role_name).await?;
+            Ok(pb::GetRoleResponse {
+                role: Some(role(&got)),
+            })
+        })
+        .await
+    }
+
+    async fn put_user_policy(
+        &self,
+        req: Request<pb::PutPrincipalPolicyRequest>,
+    ) -> Result<Response<pb::PutPrincipalPolicyResponse>, Status> {
+        self.call("PutUserPolicy", req, |kms, caller, r| async move {
+            kms.put_identity_policy(
+                &caller,
+                PrincipalType::User,
+                &r.principal_name,
+                &r.policy_name,
+                &r.policy_document,
+            )
+            .await?;
+            Ok(pb::PutPrincipalPolicyResponse {})
+        })
+        .await
+    }
+
+    async fn get_user_policy(
+        &self,
+        req: Request<pb::GetPrincipalPolicyRequest>,
+    ) -> Result<Response<pb::GetPrincipalPolicyResponse>, Status> {
+        self.call("GetUserPolicy", req, |kms, caller, r| async move {
+            let doc = kms
+                .get_identity_policy(
+                    &caller,
+                    PrincipalType::User,
+                    &r.principal_name,
+                    &r.policy_name,
+                )
+                .await?;
+            Ok(pb::GetPrincipalPolicyResponse {
+                principal_name: r.principal_name,
+                policy_name: r.policy_name,
+                policy_document: doc,
+            })
+        })
+        .await
+    }
+
+    async fn delete_user_policy(
+        &self,
+        req: Request<pb::DeletePrincipalPolicyRequest>,
+    ) -> Result<Response<pb::DeletePrincipalPolicyResponse>, Status> {
+        self.call("DeleteUserPolicy", req, |kms, caller, r| async move {
+            kms.delete_identity_policy(
+                &caller,
+                PrincipalType::User,
+                &r.principal_name,
+                &r.policy_name,
+            )
+            .await?;
+            Ok(pb::DeletePrincipalPolicyResponse {})
+        })
+        .await
+    }
+
+    async fn put_group_policy(
+        &self,
+        req: Request<pb::PutPrincipalPolicyRequest>,
+    ) -> Result<Response<pb::PutPrincipalPolicyResponse>, Status> {
+        self.call("PutGroupPolicy", req, |kms, caller, r| async move {
+            kms.put_identity_policy(
+                &caller,
+                PrincipalType::Group,
+                &r.principal_name,
+                &r.policy_name,
+                &r.policy_document,
+            )
+            .await?;
+            Ok(pb::PutPrincipalPolicyResponse {})
+        })
+        .await
+    }
+
+    async fn get_group_policy(
+        &self,
+        req: Request<pb::GetPrincipalPolicyRequest>,
+    ) -> Result<Response<pb::GetPrincipalPolicyResponse>, Status> {
+        self.call("GetGroupPolicy", req, |kms, caller, r| async move {
+            let doc = kms
+                .get_identity_policy(
+                    &caller,
+                    PrincipalType::Group,
+                    &r.principal_name,
+                    &r.policy_name,
+                )
+                .await?;
+            Ok(pb::GetPrincipalPolicyResponse {
+                principal_name: r.principal_name,
+                policy_name: r.policy_name,
+                policy_document: doc,
+            })
+        })
+        .await
+    }
+
+    async fn delete_group_policy(
+        &self,
+        req: Request<pb::DeletePrincipalPolicyRequest>,
+    ) -> Result<Response<pb::DeletePrincipalPolicyResponse>, Status> {
+        self.call("DeleteGroupPolicy", req, |kms, caller, r| async move {
+            kms.delete_identity_policy(
+                &caller,
+                PrincipalType::Group,
+                &r.principal_name,
+                &r.policy_name,
+            )
+            .await?;
+            Ok(pb::DeletePrincipalPolicyResponse {})
+        })
+        .await
+    }
+
+    async fn put_role_policy(
+        &self,
+        req: Request<pb::PutPrincipalPolicyRequest>,
+    ) -> Result<Response<pb::PutPrincipalPolicyResponse>, Status> {
+        self.call("PutRolePolicy", req, |kms, caller, r| async move {
+            kms.put_identity_policy(
+                &caller,
+                PrincipalType::Role,
+                &r.principal_name,
+                &r.policy_name,
+                &r.policy_document,
+            )
+            .await?;
+            Ok(pb::PutPrincipalPolicyResponse {})
+        })
+        .await
+    }
+
+    async fn get_role_policy(
+        &self,
+        req: Request<pb::GetPrincipalPolicyRequest>,
+    ) -> Result<Response<pb::GetPrincipalPolicyResponse>, Status> {
+        self.call("GetRolePolicy", req, |kms, caller, r| async move {
+            let doc = kms
+                .get_identity_policy(
+                    &caller,
+                    PrincipalType::Role,
+                    &r.principal_name,
+                    &r.policy_name,
+                )
+                .await?;
+            Ok(pb::GetPrincipalPolicyResponse {
+                principal_name: r.principal_name,
+                policy_name: r.policy_name,
+                policy_document: doc,
+            })
+        })
+        .await
+    }
+
+    async fn delete_role_policy(
+        &self,
+        req: Request<pb::DeletePrincipalPolicyRequest>,
+    ) -> Result<Response<pb::DeletePrincipalPolicyResponse>, Status> {
+        self.call("DeleteRolePolicy", req, |kms, caller, r| async move {
+            kms.delete_identity_policy(
+                &caller,
+                PrincipalType::Role,
+                &r.principal_name,
+                &r.policy_name,
+            )
+            .await?;
+            Ok(pb::DeletePrincipalPolicyResponse {})
+        })
+        .await
+    }
+
+    async fn enable_mfa_device(
+        &self,
+        req: Request<pb::EnableMfaDeviceRequest>,
+    ) -> Result<Response<pb::EnableMfaDeviceResponse>, Status> {
+        self.call("EnableMfaDevice", req, |kms, caller, _r| async move {
+            let e = kms.enable_mfa_device(&caller).await?;
+            Ok(pb::EnableMfaDeviceResponse {
+                base32_secret: reveal(e.base32_secret),
+                otpauth_uri: reveal(e.otpauth_uri),
+                serial_number: e.serial,
+            })
+        })
+        .await
+    }
+
+    async fn assume_role(
+        &self,
+        req: Request<pb::AssumeRoleRequest>,
+    ) -> Result<Response<pb::AssumeRoleResponse>, Status> {
+        self.call("AssumeRole", req, |kms, caller, r| async move {
+            let a = kms
+                .assume_role(
+                    &caller,
+                    &r.role_arn,
+                    &r.role_session_name,
+                    r.duration_seconds,
+                    r.token_code.as_deref(),
+                )
+                .await?;
+            Ok(pb::AssumeRoleResponse {
+                credentials: Some(pb::Credentials {
+                    access_key_id: a.access_key_id,
+                    secret_access_key: reveal(a.secret),
+                    session_token: Some(reveal(a.session_token)),
+                    expiration: Some(a.expiration.to_proto()),
+                }),
+                assumed_role_arn: a.assumed_role_arn,
+                assumed_role_id: a.assumed_role_id,
             })
         })
         .await

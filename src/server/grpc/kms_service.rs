@@ -542,4 +542,55 @@ impl KeyManagementService for Handler {
         })
         .await
     }
+
+    async fn get_key_policy(
+        &self,
+        req: Request<pb::GetKeyPolicyRequest>,
+    ) -> Result<Response<pb::GetKeyPolicyResponse>, Status> {
+        self.call("GetKeyPolicy", req, |kms, caller, r| async move {
+            let policy = kms
+                .get_key_policy(&caller, &r.key_id, r.policy_name.as_deref())
+                .await?;
+            Ok(pb::GetKeyPolicyResponse {
+                policy,
+                policy_name: "default".into(),
+            })
+        })
+        .await
+    }
+
+    async fn put_key_policy(
+        &self,
+        req: Request<pb::PutKeyPolicyRequest>,
+    ) -> Result<Response<pb::PutKeyPolicyResponse>, Status> {
+        self.call("PutKeyPolicy", req, |kms, caller, r| async move {
+            kms.put_key_policy(
+                &caller,
+                &r.key_id,
+                r.policy_name.as_deref(),
+                r.policy,
+                r.bypass_policy_lockout_safety_check,
+            )
+            .await?;
+            Ok(pb::PutKeyPolicyResponse {})
+        })
+        .await
+    }
+
+    async fn list_key_policies(
+        &self,
+        req: Request<pb::ListKeyPoliciesRequest>,
+    ) -> Result<Response<pb::ListKeyPoliciesResponse>, Status> {
+        self.call("ListKeyPolicies", req, |kms, caller, r| async move {
+            let names = kms
+                .list_key_policies(&caller, &r.key_id, r.limit, r.marker.as_deref())
+                .await?;
+            Ok(pb::ListKeyPoliciesResponse {
+                policy_names: names,
+                next_marker: None,
+                truncated: false,
+            })
+        })
+        .await
+    }
 }

@@ -47,9 +47,24 @@ impl Handler {
             .map_err(|_| {
                 KmsError::UnrecognizedClientException("malformed authentication token".into())
             })?;
-        let creds = BearerCredentials::parse(header)?;
+        let mut creds = BearerCredentials::parse(header)?;
+        if let Some(token) = req.metadata().get("x-kms-session-token") {
+            let token = token.to_str().map_err(|_| {
+                KmsError::UnrecognizedClientException("malformed session token".into())
+            })?;
+            creds.session_token = Some(crate::crypto::secret::SecretBytes::new(
+                token.as_bytes().to_vec(),
+            ));
+        }
         let peer = req.remote_addr().map(|a| a.ip());
-        identity::authenticate(self.kms.store().as_ref(), &self.root, &creds, peer).await
+        let now = self.kms.clock().now();
+        let caller =
+            identity::authenticate(self.kms.store().as_ref(), &self.root, &creds, peer, now)
+                .await?;
+        if caller.is_root() {
+            tracing::warn!(principal = %caller.arn, "call made with an account's root credentials; use an IAM user or role instead");
+        }
+        Ok(caller)
     }
 
     /// Runs one RPC: authenticate, act, log, map errors.

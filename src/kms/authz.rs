@@ -1,0 +1,290 @@
+//! Authorization: DESIGN.md section 3's evaluation order, applied to every
+//! call on a key, and the identity-policy check for calls on no key
+//! (CreateKey, ListKeys, IAM operations).
+//!
+//! 1. Any matching Deny, in the key policy or any identity policy of the
+//!    caller (its own, its groups', its role's): denied.
+//! 2. The root of the key's account: allowed (it owns everything in it).
+//! 3. The key policy allows the caller directly: allowed, if the caller is of
+//!    the key's account.
+//! 4. The key policy allows the caller (directly or through its account),
+//!    and an identity policy of the caller allows the action: allowed. For a
+//!    caller of another account this is the only way in (its own root
+//!    standing in for an identity policy): cross-account access is never
+//!    implicit.
+//! 5. (Grants plug in here, in the grants issue.)
+//! 6. Otherwise denied.
+//!
+//! Policies are compiled once per distinct document and kept in a bounded
+//! cache keyed by the document's text, so a changed policy is never served
+//! from a stale entry.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::Kms;
+use crate::crypto::EncryptionContext;
+use crate::error::{KmsError, Result};
+use crate::identity::{Caller, Principal};
+use crate::model::KeyRecord;
+use crate::policy::{ConditionContext, Evaluation, Policy, PolicyKind, PrincipalInfo, Request};
+
+/// Most compiled policies kept; the cache is cleared when it is full.
+const CACHE_LIMIT: usize = 4096;
+
+/// Compiled policies by (kind, document).
+#[derive(Default)]
+pub(crate) struct PolicyCache(Mutex<HashMap<(u8, String), Arc<Policy>>>);
+
+fn kind_tag(kind: PolicyKind) -> u8 {
+    match kind {
+        PolicyKind::Key => 0,
+        PolicyKind::Identity => 1,
+        PolicyKind::Trust => 2,
+    }
+}
+
+impl PolicyCache {
+    /// The compiled form of a stored document.
+    pub(crate) fn get(&self, document: &str, kind: PolicyKind) -> Result<Arc<Policy>> {
+        let key = (kind_tag(kind), document.to_owned());
+        // The guard is never held across an await: this function is sync.
+        if let Some(p) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(Arc::clone(p));
+        }
+        // A stored document was validated on write; failing now is our bug.
+        let compiled = Arc::new(Policy::parse(document, kind).map_err(KmsError::internal)?);
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= CACHE_LIMIT {
+            map.clear();
+        }
+        map.insert(key, Arc::clone(&compiled));
+        Ok(compiled)
+    }
+}
+
+/// Parses a document about to be stored, mapping errors to AWS's name.
+pub(crate) fn parse_policy(document: &str, kind: PolicyKind) -> Result<Policy> {
+    Policy::parse(document, kind)
+        .map_err(|e| KmsError::MalformedPolicyDocumentException(e.to_string()))
+}
+
+/// The caller as the policy evaluator sees it.
+pub(crate) fn principal_info(caller: &Caller) -> PrincipalInfo {
+    PrincipalInfo {
+        arn: caller.arn.clone(),
+        account_id: caller.account_id.clone(),
+        role_arn: caller.role_arn(),
+        is_root: caller.is_root(),
+    }
+}
+
+/// The identity policies' verdict combined.
+#[derive(Debug, Default, Clone, Copy)]
+struct Combined {
+    deny: bool,
+    allow: bool,
+}
+
+fn combine(evals: impl IntoIterator<Item = Evaluation>) -> Combined {
+    evals
+        .into_iter()
+        .fold(Combined::default(), |c, e| Combined {
+            deny: c.deny || e.explicit_deny,
+            allow: c.allow || e.allow_direct,
+        })
+}
+
+/// Why a call was denied, in AWS's words.
+fn denial(caller: &Caller, action: &str, resource: &str, why: &str) -> KmsError {
+    KmsError::AccessDeniedException(format!(
+        "User: {} is not authorized to perform: {action} on resource: {resource} {why}",
+        caller.arn
+    ))
+}
+
+impl Kms {
+    /// The condition keys every request has.
+    pub(crate) fn condition_context(
+        &self,
+        caller: &Caller,
+        ctx: Option<&EncryptionContext>,
+    ) -> ConditionContext {
+        let now = self.clock.now();
+        let mut c = ConditionContext::new();
+        c.set("aws:CurrentTime", now.to_rfc3339());
+        c.set("aws:EpochTime", (now.0 / 1000).to_string());
+        c.set(
+            "aws:PrincipalArn",
+            caller.role_arn().unwrap_or_else(|| caller.arn.clone()),
+        );
+        c.set("aws:PrincipalAccount", caller.account_id.clone());
+        c.set("aws:userid", caller.user_id.clone());
+        c.set("kms:CallerAccount", caller.account_id.clone());
+        if let Some(ip) = caller.source_ip {
+            c.set("aws:SourceIp", ip.to_string());
+        }
+        // As in AWS: present for temporary credentials only.
+        if matches!(caller.principal, Principal::AssumedRole { .. }) {
+            c.set("aws:MultiFactorAuthPresent", caller.mfa_present.to_string());
+        }
+        if let Principal::User { name } = &caller.principal {
+            c.set("aws:username", name.clone());
+        }
+        if let Some(ctx) = ctx {
+            for (k, v) in ctx.entries() {
+                c.set(&format!("kms:EncryptionContext:{k}"), v.clone());
+            }
+            c.set_many(
+                "kms:EncryptionContextKeys",
+                ctx.entries().keys().cloned().collect(),
+            );
+        }
+        c
+    }
+
+    /// The compiled identity policies that apply to the caller.
+    async fn identity_policies(&self, caller: &Caller) -> Result<Vec<Arc<Policy>>> {
+        let docs = match &caller.principal {
+            Principal::Root => return Ok(Vec::new()),
+            Principal::User { name } => self.store.user_policies(&caller.account_id, name).await?,
+            Principal::AssumedRole { role_name, .. } => {
+                self.store
+                    .role_policies(&caller.account_id, role_name)
+                    .await?
+            }
+        };
+        docs.iter()
+            .map(|d| self.policies.get(d, PolicyKind::Identity))
+            .collect()
+    }
+
+    /// Decides `kms:<action>` on `key` for `caller` under `key_policy`.
+    async fn decide(
+        &self,
+        caller: &Caller,
+        action: &str,
+        key: &KeyRecord,
+        key_policy: &Policy,
+        ctx: Option<&EncryptionContext>,
+    ) -> Result<()> {
+        let action = format!("kms:{action}");
+        let resource = self.key_arn(&key.account_id, key.id);
+        let principal = principal_info(caller);
+        let context = self.condition_context(caller, ctx);
+        let req = Request {
+            principal: &principal,
+            action: &action,
+            resource: &resource,
+            context: &context,
+        };
+        let kp = key_policy.evaluate(&req);
+        let ids = combine(
+            self.identity_policies(caller)
+                .await?
+                .iter()
+                .map(|p| p.evaluate(&req)),
+        );
+        if kp.explicit_deny {
+            return Err(denial(
+                caller,
+                &action,
+                &resource,
+                "with an explicit deny in a resource-based policy",
+            ));
+        }
+        if ids.deny {
+            return Err(denial(
+                caller,
+                &action,
+                &resource,
+                "with an explicit deny in an identity-based policy",
+            ));
+        }
+        let same_account = caller.account_id == key.account_id;
+        if same_account && caller.is_root() {
+            return Ok(());
+        }
+        if same_account && kp.allow_direct {
+            return Ok(());
+        }
+        let identity_allows = ids.allow || caller.is_root();
+        if (kp.allow_direct || kp.allow_account) && identity_allows {
+            return Ok(());
+        }
+        let why = if kp.allow_direct || kp.allow_account {
+            "because no identity-based policy allows the action"
+        } else {
+            "because no resource-based policy allows the action"
+        };
+        Err(denial(caller, &action, &resource, why))
+    }
+
+    /// Whether `caller` may perform `kms:<action>` on `key`; `ctx` is the
+    /// call's encryption context, for `kms:EncryptionContext:` conditions.
+    pub(crate) async fn authorize(
+        &self,
+        caller: &Caller,
+        action: &str,
+        key: &KeyRecord,
+        ctx: Option<&EncryptionContext>,
+    ) -> Result<()> {
+        let policy = self.policies.get(&key.policy, PolicyKind::Key)?;
+        self.decide(caller, action, key, &policy, ctx).await
+    }
+
+    /// The lockout check: whether `caller` could still call PutKeyPolicy on
+    /// `key` if its policy were `new_policy`.
+    pub(crate) async fn would_keep_access(
+        &self,
+        caller: &Caller,
+        key: &KeyRecord,
+        new_policy: &Policy,
+    ) -> bool {
+        self.decide(caller, "PutKeyPolicy", key, new_policy, None)
+            .await
+            .is_ok()
+    }
+
+    /// Whether `caller` may perform `action` (e.g. `kms:CreateKey`,
+    /// `iam:CreateUser`) on `resource` by its identity policies alone: the
+    /// account's root may; anyone else needs an Allow and no Deny.
+    pub(crate) async fn authorize_identity(
+        &self,
+        caller: &Caller,
+        action: &str,
+        resource: &str,
+    ) -> Result<()> {
+        let principal = principal_info(caller);
+        let context = self.condition_context(caller, None);
+        let req = Request {
+            principal: &principal,
+            action,
+            resource,
+            context: &context,
+        };
+        let ids = combine(
+            self.identity_policies(caller)
+                .await?
+                .iter()
+                .map(|p| p.evaluate(&req)),
+        );
+        if ids.deny {
+            return Err(denial(
+                caller,
+                action,
+                resource,
+                "with an explicit deny in an identity-based policy",
+            ));
+        }
+        if caller.is_root() || ids.allow {
+            return Ok(());
+        }
+        Err(denial(
+            caller,
+            action,
+            resource,
+            "because no identity-based policy allows the action",
+        ))
+    }
+}
