@@ -90,3 +90,38 @@ pub fn load(path: &Path, profile: &str) -> Result<ClientProfile, ProfileError> {
             .map(|t| Zeroizing::new(t.to_owned())),
     })
 }
+
+/// Adds or replaces the section `name` of the INI file at `path` (created
+/// with mode 0600 if missing; replaced atomically).
+pub fn save(path: &Path, name: &str, fields: &[(&str, &str)]) -> Result<(), ProfileError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |reason: String| ProfileError::File {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut ini = if path.exists() {
+        ini::Ini::load_from_file(path).map_err(|e| err(e.to_string()))?
+    } else {
+        ini::Ini::new()
+    };
+    ini.delete(Some(name));
+    for (k, v) in fields {
+        ini.with_section(Some(name)).set(*k, *v);
+    }
+    let mut text = Vec::new();
+    ini.write_to(&mut text).map_err(|e| err(e.to_string()))?;
+    let text = Zeroizing::new(text);
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| err(e.to_string()))?;
+    f.write_all(&text)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| err(e.to_string()))?;
+    std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+}

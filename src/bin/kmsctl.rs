@@ -47,6 +47,12 @@ enum Command {
     /// Manage aliases.
     #[command(subcommand)]
     Alias(AliasCmd),
+    /// Read and replace key policies.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// Users, groups, roles, identity policies, MFA and AssumeRole.
+    #[command(subcommand)]
+    Iam(IamCmd),
     /// Encrypt up to 4096 bytes with a key (KMS Encrypt); writes the ciphertext blob.
     EncryptBlob {
         /// Key id, ARN or alias.
@@ -95,6 +101,18 @@ enum KeyCmd {
         /// Description.
         #[arg(long)]
         description: Option<String>,
+        /// A key administrator (may manage, not use): a principal ARN; repeatable.
+        #[arg(long = "admin")]
+        admins: Vec<String>,
+        /// A key user (may use, not manage): a principal ARN; repeatable.
+        #[arg(long = "user")]
+        users: Vec<String>,
+        /// A key policy document (file, or - for stdin) instead of the default.
+        #[arg(long)]
+        policy_file: Option<PathBuf>,
+        /// Accept a policy that would lock the caller out of PutKeyPolicy.
+        #[arg(long)]
+        bypass_policy_lockout_safety_check: bool,
     },
     /// Describe a key.
     Describe { key: String },
@@ -125,6 +143,90 @@ enum AliasCmd {
     List,
     /// Delete an alias.
     Delete { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCmd {
+    /// Print a key's policy document.
+    Get { key: String },
+    /// Replace a key's policy with a document from a file (or - for stdin).
+    Put {
+        key: String,
+        file: PathBuf,
+        /// Accept a policy that would lock the caller out of PutKeyPolicy.
+        #[arg(long)]
+        bypass_policy_lockout_safety_check: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum IamCmd {
+    /// Create a user.
+    CreateUser {
+        name: String,
+        #[arg(long)]
+        path: Option<String>,
+    },
+    /// List the account's users.
+    ListUsers,
+    /// Create an access key (for a user, or for yourself).
+    CreateAccessKey {
+        #[arg(long)]
+        user: Option<String>,
+        /// Also write the key to the credentials file as this profile.
+        #[arg(long)]
+        save_profile: Option<String>,
+    },
+    /// Attach an inline policy (file, or - for stdin) to a user.
+    PutUserPolicy {
+        user: String,
+        policy_name: String,
+        file: PathBuf,
+    },
+    /// Create a group.
+    CreateGroup { name: String },
+    /// Add a user to a group.
+    AddUserToGroup { group: String, user: String },
+    /// Attach an inline policy to a group.
+    PutGroupPolicy {
+        group: String,
+        policy_name: String,
+        file: PathBuf,
+    },
+    /// Create a role whose trust policy (file) names who may assume it.
+    CreateRole {
+        name: String,
+        #[arg(long)]
+        trust_policy: PathBuf,
+    },
+    /// Attach an inline policy to a role.
+    PutRolePolicy {
+        role: String,
+        policy_name: String,
+        file: PathBuf,
+    },
+    /// Enrol a TOTP device for yourself; prints its secret once.
+    EnableMfa,
+    /// Assume a role; prints temporary credentials.
+    AssumeRole {
+        /// Role ARN, or a role name in your account.
+        role: String,
+        #[arg(long, default_value = "kmsctl")]
+        session_name: String,
+        #[arg(long)]
+        duration_seconds: Option<i32>,
+        /// A current code from your TOTP device (for an MFA session).
+        #[arg(long)]
+        token_code: Option<String>,
+        /// Also write the credentials to the credentials file as this profile.
+        #[arg(long)]
+        save_profile: Option<String>,
+    },
+}
+
+fn read_text(p: &PathBuf) -> anyhow::Result<String> {
+    let bytes = read_input(p)?;
+    Ok(String::from_utf8(bytes.to_vec())?)
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -169,8 +271,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn connect(conn: &Conn) -> anyhow::Result<(KmsClient, IdentityClient)> {
-    let path = match &conn.credentials {
+fn credentials_path(conn: &Conn) -> anyhow::Result<PathBuf> {
+    Ok(match &conn.credentials {
         Some(p) => p.clone(),
         None => {
             let local = PathBuf::from("kmsd-data/credentials");
@@ -182,7 +284,11 @@ async fn connect(conn: &Conn) -> anyhow::Result<(KmsClient, IdentityClient)> {
                 PathBuf::from(home).join(".config/kmsctl/credentials")
             }
         }
-    };
+    })
+}
+
+async fn connect(conn: &Conn) -> anyhow::Result<(KmsClient, IdentityClient, String)> {
+    let path = credentials_path(conn)?;
     let profile = kmsd::profile::load(&path, &conn.profile)?;
     let endpoint = conn
         .endpoint
@@ -194,7 +300,8 @@ async fn connect(conn: &Conn) -> anyhow::Result<(KmsClient, IdentityClient)> {
         profile.session_token.as_ref().map(|t| t.as_str()),
     )?;
     let channel = client::connect(&endpoint).await?;
-    Ok(client::clients(channel, auth))
+    let (kms, iam) = client::clients(channel, auth);
+    Ok((kms, iam, endpoint))
 }
 
 fn ts(t: Option<&prost_types::Timestamp>) -> Value {
@@ -268,7 +375,7 @@ fn context(kv: Vec<(String, String)>) -> HashMap<String, String> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
-    let (mut kms, mut iam) = connect(&cli.conn).await?;
+    let (mut kms, mut iam, endpoint) = connect(&cli.conn).await?;
     match cli.command {
         Command::Whoami => {
             let r = iam
@@ -278,10 +385,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print(&json!({"Account": r.account, "Arn": r.arn, "UserId": r.user_id}))
         }
         Command::Key(cmd) => match cmd {
-            KeyCmd::Create { description } => {
+            KeyCmd::Create {
+                description,
+                admins,
+                users,
+                policy_file,
+                bypass_policy_lockout_safety_check,
+            } => {
+                let policy = policy_file.as_ref().map(read_text).transpose()?;
                 let r = kms
                     .create_key(pb::CreateKeyRequest {
                         description,
+                        policy,
+                        key_administrators: admins,
+                        key_users: users,
+                        bypass_policy_lockout_safety_check,
                         ..Default::default()
                     })
                     .await?
@@ -387,6 +505,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
         },
+        Command::Policy(cmd) => match cmd {
+            PolicyCmd::Get { key } => {
+                let r = kms
+                    .get_key_policy(pb::GetKeyPolicyRequest {
+                        key_id: key,
+                        policy_name: None,
+                    })
+                    .await?
+                    .into_inner();
+                let doc: Value = serde_json::from_str(&r.policy)?;
+                print(&doc)
+            }
+            PolicyCmd::Put {
+                key,
+                file,
+                bypass_policy_lockout_safety_check,
+            } => {
+                kms.put_key_policy(pb::PutKeyPolicyRequest {
+                    key_id: key,
+                    policy_name: None,
+                    policy: read_text(&file)?,
+                    bypass_policy_lockout_safety_check,
+                })
+                .await?;
+                Ok(())
+            }
+        },
+        Command::Iam(cmd) => run_iam(cmd, &mut iam, &cli.conn, &endpoint).await,
         Command::EncryptBlob {
             key,
             context: ctx,
@@ -455,6 +601,207 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     &json!({"KeyId": r.key_id, "Plaintext": plaintext.as_str(), "CiphertextBlob": b64.encode(&r.ciphertext_blob)}),
                 )
             }
+        }
+    }
+}
+
+fn user_json(u: &pb::User) -> Value {
+    json!({"UserName": u.user_name, "UserId": u.user_id, "Arn": u.arn, "Path": u.path, "CreateDate": ts(u.create_date.as_ref())})
+}
+
+async fn run_iam(
+    cmd: IamCmd,
+    iam: &mut IdentityClient,
+    conn: &Conn,
+    endpoint: &str,
+) -> anyhow::Result<()> {
+    match cmd {
+        IamCmd::CreateUser { name, path } => {
+            let r = iam
+                .create_user(pb::CreateUserRequest {
+                    user_name: name,
+                    path,
+                })
+                .await?
+                .into_inner();
+            print(&json!({"User": r.user.as_ref().map(user_json)}))
+        }
+        IamCmd::ListUsers => {
+            let r = iam
+                .list_users(pb::ListUsersRequest {
+                    limit: Some(1000),
+                    marker: None,
+                })
+                .await?
+                .into_inner();
+            print(&json!({"Users": r.users.iter().map(user_json).collect::<Vec<_>>()}))
+        }
+        IamCmd::CreateAccessKey { user, save_profile } => {
+            let me = iam
+                .get_caller_identity(pb::GetCallerIdentityRequest {})
+                .await?
+                .into_inner();
+            let k = iam
+                .create_access_key(pb::CreateAccessKeyRequest { user_name: user })
+                .await?
+                .into_inner()
+                .access_key
+                .ok_or_else(|| anyhow!("the daemon returned no access key"))?;
+            let secret = zeroize::Zeroizing::new(k.secret_access_key.clone());
+            if let Some(name) = &save_profile {
+                kmsd::profile::save(
+                    &credentials_path(conn)?,
+                    name,
+                    &[
+                        ("endpoint", endpoint),
+                        ("account_id", &me.account),
+                        ("access_key_id", &k.access_key_id),
+                        ("secret_access_key", &secret),
+                    ],
+                )?;
+            }
+            print(&json!({"AccessKey": {
+                "UserName": k.user_name,
+                "AccessKeyId": k.access_key_id,
+                "SecretAccessKey": secret.as_str(),
+                "SavedAsProfile": save_profile,
+            }}))
+        }
+        IamCmd::PutUserPolicy {
+            user,
+            policy_name,
+            file,
+        } => {
+            iam.put_user_policy(pb::PutPrincipalPolicyRequest {
+                principal_name: user,
+                policy_name,
+                policy_document: read_text(&file)?,
+            })
+            .await?;
+            Ok(())
+        }
+        IamCmd::CreateGroup { name } => {
+            let r = iam
+                .create_group(pb::CreateGroupRequest {
+                    group_name: name,
+                    path: None,
+                })
+                .await?
+                .into_inner();
+            let g = r.group.unwrap_or_default();
+            print(
+                &json!({"Group": {"GroupName": g.group_name, "Arn": g.arn, "GroupId": g.group_id}}),
+            )
+        }
+        IamCmd::AddUserToGroup { group, user } => {
+            iam.add_user_to_group(pb::AddUserToGroupRequest {
+                group_name: group,
+                user_name: user,
+            })
+            .await?;
+            Ok(())
+        }
+        IamCmd::PutGroupPolicy {
+            group,
+            policy_name,
+            file,
+        } => {
+            iam.put_group_policy(pb::PutPrincipalPolicyRequest {
+                principal_name: group,
+                policy_name,
+                policy_document: read_text(&file)?,
+            })
+            .await?;
+            Ok(())
+        }
+        IamCmd::CreateRole { name, trust_policy } => {
+            let r = iam
+                .create_role(pb::CreateRoleRequest {
+                    role_name: name,
+                    assume_role_policy_document: read_text(&trust_policy)?,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            let role = r.role.unwrap_or_default();
+            print(
+                &json!({"Role": {"RoleName": role.role_name, "Arn": role.arn, "RoleId": role.role_id}}),
+            )
+        }
+        IamCmd::PutRolePolicy {
+            role,
+            policy_name,
+            file,
+        } => {
+            iam.put_role_policy(pb::PutPrincipalPolicyRequest {
+                principal_name: role,
+                policy_name,
+                policy_document: read_text(&file)?,
+            })
+            .await?;
+            Ok(())
+        }
+        IamCmd::EnableMfa => {
+            let r = iam
+                .enable_mfa_device(pb::EnableMfaDeviceRequest {})
+                .await?
+                .into_inner();
+            let secret = zeroize::Zeroizing::new(r.base32_secret.clone());
+            let uri = zeroize::Zeroizing::new(r.otpauth_uri.clone());
+            print(
+                &json!({"SerialNumber": r.serial_number, "Base32StringSeed": secret.as_str(), "OtpauthUri": uri.as_str()}),
+            )
+        }
+        IamCmd::AssumeRole {
+            role,
+            session_name,
+            duration_seconds,
+            token_code,
+            save_profile,
+        } => {
+            let r = iam
+                .assume_role(pb::AssumeRoleRequest {
+                    role_arn: role,
+                    role_session_name: session_name,
+                    duration_seconds,
+                    token_code,
+                })
+                .await?
+                .into_inner();
+            let c = r
+                .credentials
+                .ok_or_else(|| anyhow!("the daemon returned no credentials"))?;
+            let secret = zeroize::Zeroizing::new(c.secret_access_key.clone());
+            let token = zeroize::Zeroizing::new(c.session_token.clone().unwrap_or_default());
+            let account = r
+                .assumed_role_arn
+                .split(':')
+                .nth(4)
+                .unwrap_or_default()
+                .to_owned();
+            if let Some(name) = &save_profile {
+                kmsd::profile::save(
+                    &credentials_path(conn)?,
+                    name,
+                    &[
+                        ("endpoint", endpoint),
+                        ("account_id", &account),
+                        ("access_key_id", &c.access_key_id),
+                        ("secret_access_key", &secret),
+                        ("session_token", &token),
+                    ],
+                )?;
+            }
+            print(&json!({
+                "AssumedRoleUser": {"Arn": r.assumed_role_arn, "AssumedRoleId": r.assumed_role_id},
+                "Credentials": {
+                    "AccessKeyId": c.access_key_id,
+                    "SecretAccessKey": secret.as_str(),
+                    "SessionToken": token.as_str(),
+                    "Expiration": ts(c.expiration.as_ref()),
+                },
+                "SavedAsProfile": save_profile,
+            }))
         }
     }
 }

@@ -382,3 +382,84 @@ async fn kmsctl_tour() {
     );
     assert!(String::from_utf8_lossy(&denied.stderr).contains("UnrecognizedClientException"));
 }
+
+/// The README's worked example: an administrator who manages a key but may
+/// not use it, and a user who uses it but may not manage it.
+#[tokio::test]
+async fn kmsctl_key_administrator_and_key_user() {
+    let (_t, dir) = data_dir();
+    let _d = Kmsd::start(&dir);
+    for user in ["alice", "bob"] {
+        json(&kmsctl(&dir, &["iam", "create-user", user], None));
+        let k = json(&kmsctl(
+            &dir,
+            &[
+                "iam",
+                "create-access-key",
+                "--user",
+                user,
+                "--save-profile",
+                user,
+            ],
+            None,
+        ));
+        assert_eq!(k["AccessKey"]["SavedAsProfile"], user);
+    }
+    let account = json(&kmsctl(&dir, &["whoami"], None))["Account"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let arn = |u: &str| format!("arn:aws:iam::{account}:user/{u}");
+    let (admin, alice, bob) = (arn("admin"), arn("alice"), arn("bob"));
+
+    // Naming only others would lock the creator out of the policy.
+    let locked = kmsctl(
+        &dir,
+        &["key", "create", "--admin", &alice, "--user", &bob],
+        None,
+    );
+    assert_eq!(locked.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&locked.stderr).contains("MalformedPolicyDocumentException"));
+    let created = json(&kmsctl(
+        &dir,
+        &[
+            "key", "create", "--admin", &admin, "--admin", &alice, "--user", &bob,
+        ],
+        None,
+    ));
+    let key = created["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+
+    let as_user = |who: &str, args: &[&str], stdin: Option<&[u8]>| {
+        let mut all = vec!["--profile", who];
+        all.extend_from_slice(args);
+        kmsctl(&dir, &all, stdin)
+    };
+    let denied = as_user("alice", &["encrypt-blob", "--key", &key], Some(b"x"));
+    assert_eq!(
+        denied.status.code(),
+        Some(3),
+        "the administrator may not use the key"
+    );
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("AccessDeniedException"));
+    let blob = as_user("bob", &["encrypt-blob", "--key", &key], Some(b"payroll"));
+    assert!(blob.status.success(), "the user may");
+    let denied = as_user("bob", &["key", "disable", &key], None);
+    assert_eq!(
+        denied.status.code(),
+        Some(3),
+        "the user may not manage the key"
+    );
+    assert!(
+        as_user("alice", &["key", "disable", &key], None)
+            .status
+            .success(),
+        "the administrator may"
+    );
+    assert!(
+        as_user("alice", &["key", "enable", &key], None)
+            .status
+            .success()
+    );
+    let policy = json(&as_user("alice", &["policy", "get", &key], None));
+    assert_eq!(policy["Statement"].as_array().unwrap().len(), 2);
+}
