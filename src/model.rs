@@ -307,3 +307,100 @@ pub struct MfaDevice {
     /// When it was enrolled.
     pub created: Timestamp,
 }
+
+/// An operation a grant can allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GrantOperation {
+    /// Decrypt.
+    Decrypt,
+    /// Encrypt.
+    Encrypt,
+    /// GenerateDataKey.
+    GenerateDataKey,
+    /// GenerateDataKeyWithoutPlaintext.
+    GenerateDataKeyWithoutPlaintext,
+    /// ReEncrypt, as the source key.
+    ReEncryptFrom,
+    /// ReEncrypt, as the destination key.
+    ReEncryptTo,
+    /// CreateGrant (no wider than the grant itself).
+    CreateGrant,
+    /// RetireGrant.
+    RetireGrant,
+    /// DescribeKey.
+    DescribeKey,
+}
+
+impl GrantOperation {
+    /// Every operation, in a fixed order.
+    pub const ALL: [Self; 9] = [
+        Self::Decrypt,
+        Self::Encrypt,
+        Self::GenerateDataKey,
+        Self::GenerateDataKeyWithoutPlaintext,
+        Self::ReEncryptFrom,
+        Self::ReEncryptTo,
+        Self::CreateGrant,
+        Self::RetireGrant,
+        Self::DescribeKey,
+    ];
+
+    /// AWS's name, which is also the action after `kms:`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Decrypt => "Decrypt",
+            Self::Encrypt => "Encrypt",
+            Self::GenerateDataKey => "GenerateDataKey",
+            Self::GenerateDataKeyWithoutPlaintext => "GenerateDataKeyWithoutPlaintext",
+            Self::ReEncryptFrom => "ReEncryptFrom",
+            Self::ReEncryptTo => "ReEncryptTo",
+            Self::CreateGrant => "CreateGrant",
+            Self::RetireGrant => "RetireGrant",
+            Self::DescribeKey => "DescribeKey",
+        }
+    }
+
+    /// Parses AWS's name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+
+    /// Whether the operation takes an encryption context (and so can be
+    /// constrained by one).
+    pub fn takes_context(self) -> bool {
+        !matches!(self, Self::DescribeKey)
+    }
+}
+
+/// Encryption-context constraints of a grant (at most one kind).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantConstraints {
+    /// The call's context must contain every pair.
+    Subset(std::collections::BTreeMap<String, String>),
+    /// The call's context must be exactly this.
+    Equals(std::collections::BTreeMap<String, String>),
+}
+
+/// A grant: a narrow, revocable permission on one key for one grantee.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// 64 hex characters.
+    pub grant_id: String,
+    /// The key.
+    pub key_id: uuid::Uuid,
+    /// An optional name (empty if none); same name and parameters make
+    /// CreateGrant idempotent.
+    pub name: String,
+    /// The principal ARN the grant allows.
+    pub grantee: String,
+    /// The principal ARN that may retire it (empty if none).
+    pub retiring_principal: String,
+    /// The account of the principal that created it.
+    pub issuing_account: String,
+    /// What it allows, sorted.
+    pub operations: Vec<GrantOperation>,
+    /// Encryption-context constraints.
+    pub constraints: Option<GrantConstraints>,
+    /// When it was created.
+    pub created: Timestamp,
+}

@@ -27,6 +27,8 @@ pub mod labels {
     pub const SECRET_V1: &[u8] = b"kmsd secret v1";
     /// Derives the key that wraps a user's TOTP secret.
     pub const MFA_V1: &[u8] = b"kmsd mfa v1";
+    /// Derives the verifier in a grant token.
+    pub const GRANT_TOKEN_V1: &[u8] = b"kmsd grant token v1";
 }
 
 /// Why a cryptographic operation failed. Deliberately says no more.

@@ -79,6 +79,16 @@ impl RootKey {
     }
 }
 
+impl RootKey {
+    /// A keyed, deterministic 32-byte tag of `data` under a key derived from
+    /// the root key for `label` (HKDF-SHA256 used as a PRF). Used where the
+    /// daemon must later recognise a value it issued, such as a grant token,
+    /// without storing it.
+    pub fn tag(&self, label: &[u8], data: &[u8]) -> [u8; 32] {
+        *super::hkdf32(None, self.expose_secret(), &[label, data]).expose_secret()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,9 @@
 //!    caller of another account this is the only way in (its own root
 //!    standing in for an identity policy): cross-account access is never
 //!    implicit.
-//! 5. (Grants plug in here, in the grants issue.)
+//! 5. A live grant names the caller (or its role) for this operation and
+//!    its constraints admit the call's encryption context: allowed, even if
+//!    an identity policy denies; only a key-policy Deny overrides a grant.
 //! 6. Otherwise denied.
 //!
 //! Policies are compiled once per distinct document and kept in a bounded
@@ -26,7 +28,7 @@ use super::Kms;
 use crate::crypto::EncryptionContext;
 use crate::error::{KmsError, Result};
 use crate::identity::{Caller, Principal};
-use crate::model::KeyRecord;
+use crate::model::{GrantConstraints, GrantOperation, KeyRecord};
 use crate::policy::{ConditionContext, Evaluation, Policy, PolicyKind, PrincipalInfo, Request};
 
 /// Most compiled policies kept; the cache is cleared when it is full.
@@ -79,6 +81,20 @@ pub(crate) fn principal_info(caller: &Caller) -> PrincipalInfo {
     }
 }
 
+/// The outcome of the evaluation order for one call.
+pub(crate) enum Verdict {
+    /// Allowed.
+    Allow,
+    /// Denied; `by_key_policy` when a Deny in the key policy matched, which
+    /// nothing overrides.
+    Deny {
+        /// Whether the key policy's explicit Deny decided it.
+        by_key_policy: bool,
+        /// The error to return.
+        error: KmsError,
+    },
+}
+
 /// The identity policies' verdict combined.
 #[derive(Debug, Default, Clone, Copy)]
 struct Combined {
@@ -93,6 +109,27 @@ fn combine(evals: impl IntoIterator<Item = Evaluation>) -> Combined {
             deny: c.deny || e.explicit_deny,
             allow: c.allow || e.allow_direct,
         })
+}
+
+/// The ARNs a grant may name to reach `caller`: its own, and its role's.
+pub(crate) fn grantee_names(caller: &Caller) -> Vec<String> {
+    let mut names = vec![caller.arn.clone()];
+    names.extend(caller.role_arn());
+    names
+}
+
+/// Whether a grant's constraints admit the call's encryption context.
+pub(crate) fn constraints_allow(
+    c: Option<&GrantConstraints>,
+    ctx: Option<&EncryptionContext>,
+) -> bool {
+    let empty = EncryptionContext::new();
+    let ctx = ctx.unwrap_or(&empty).entries();
+    match c {
+        None => true,
+        Some(GrantConstraints::Subset(m)) => m.iter().all(|(k, v)| ctx.get(k) == Some(v)),
+        Some(GrantConstraints::Equals(m)) => ctx == m,
+    }
 }
 
 /// Why a call was denied, in AWS's words.
@@ -159,65 +196,110 @@ impl Kms {
             .collect()
     }
 
-    /// Decides `kms:<action>` on `key` for `caller` under `key_policy`.
-    async fn decide(
+    /// Decides `kms:<action>` on `key` for `caller` under `key_policy`, with
+    /// the condition keys of `context`; `ctx` is the call's encryption
+    /// context (for grant constraints).
+    pub(crate) async fn decide(
         &self,
         caller: &Caller,
         action: &str,
         key: &KeyRecord,
         key_policy: &Policy,
+        context: &ConditionContext,
         ctx: Option<&EncryptionContext>,
     ) -> Result<()> {
-        let action = format!("kms:{action}");
+        match self
+            .verdict(caller, action, key, key_policy, context, ctx)
+            .await?
+        {
+            Verdict::Allow => Ok(()),
+            Verdict::Deny { error, .. } => Err(error),
+        }
+    }
+
+    /// The decision with its reason, for callers that may try another way
+    /// in (CreateGrant through a grant) unless the key policy denied.
+    pub(crate) async fn verdict(
+        &self,
+        caller: &Caller,
+        action: &str,
+        key: &KeyRecord,
+        key_policy: &Policy,
+        context: &ConditionContext,
+        ctx: Option<&EncryptionContext>,
+    ) -> Result<Verdict> {
+        let full_action = format!("kms:{action}");
         let resource = self.key_arn(&key.account_id, key.id);
         let principal = principal_info(caller);
-        let context = self.condition_context(caller, ctx);
         let req = Request {
             principal: &principal,
-            action: &action,
+            action: &full_action,
             resource: &resource,
-            context: &context,
+            context,
         };
         let kp = key_policy.evaluate(&req);
+        if kp.explicit_deny {
+            return Ok(Verdict::Deny {
+                by_key_policy: true,
+                error: denial(
+                    caller,
+                    &full_action,
+                    &resource,
+                    "with an explicit deny in a resource-based policy",
+                ),
+            });
+        }
         let ids = combine(
             self.identity_policies(caller)
                 .await?
                 .iter()
                 .map(|p| p.evaluate(&req)),
         );
-        if kp.explicit_deny {
-            return Err(denial(
-                caller,
-                &action,
-                &resource,
-                "with an explicit deny in a resource-based policy",
-            ));
+        if !ids.deny {
+            let same_account = caller.account_id == key.account_id;
+            if same_account && (caller.is_root() || kp.allow_direct) {
+                return Ok(Verdict::Allow);
+            }
+            if (kp.allow_direct || kp.allow_account) && (ids.allow || caller.is_root()) {
+                return Ok(Verdict::Allow);
+            }
         }
-        if ids.deny {
-            return Err(denial(
-                caller,
-                &action,
-                &resource,
-                "with an explicit deny in an identity-based policy",
-            ));
+        // A grant allows its operations to its grantee whatever the
+        // grantee's identity policies say; only the key policy's deny
+        // (above) overrides it. CreateGrant through a grant is decided by
+        // `create_grant`, which must also check the new grant's width.
+        if action != "CreateGrant" && self.grant_allows(caller, action, key, ctx).await? {
+            return Ok(Verdict::Allow);
         }
-        let same_account = caller.account_id == key.account_id;
-        if same_account && caller.is_root() {
-            return Ok(());
-        }
-        if same_account && kp.allow_direct {
-            return Ok(());
-        }
-        let identity_allows = ids.allow || caller.is_root();
-        if (kp.allow_direct || kp.allow_account) && identity_allows {
-            return Ok(());
-        }
-        let why = if kp.allow_direct || kp.allow_account {
+        let why = if ids.deny {
+            "with an explicit deny in an identity-based policy"
+        } else if kp.allow_direct || kp.allow_account {
             "because no identity-based policy allows the action"
         } else {
             "because no resource-based policy allows the action"
         };
-        Err(denial(caller, &action, &resource, why))
+        Ok(Verdict::Deny {
+            by_key_policy: false,
+            error: denial(caller, &full_action, &resource, why),
+        })
+    }
+
+    /// Whether a live grant on `key` gives `caller` the operation `action`
+    /// under the call's encryption context.
+    async fn grant_allows(
+        &self,
+        caller: &Caller,
+        action: &str,
+        key: &KeyRecord,
+        ctx: Option<&EncryptionContext>,
+    ) -> Result<bool> {
+        let Some(op) = GrantOperation::parse(action) else {
+            return Ok(false);
+        };
+        let grants = self.store.grants_for(key.id, grantee_names(caller)).await?;
+        Ok(grants
+            .iter()
+            .any(|g| g.operations.contains(&op) && constraints_allow(g.constraints.as_ref(), ctx)))
     }
 
     /// Whether `caller` may perform `kms:<action>` on `key`; `ctx` is the
@@ -230,7 +312,9 @@ impl Kms {
         ctx: Option<&EncryptionContext>,
     ) -> Result<()> {
         let policy = self.policies.get(&key.policy, PolicyKind::Key)?;
-        self.decide(caller, action, key, &policy, ctx).await
+        let context = self.condition_context(caller, ctx);
+        self.decide(caller, action, key, &policy, &context, ctx)
+            .await
     }
 
     /// The lockout check: whether `caller` could still call PutKeyPolicy on
@@ -241,7 +325,8 @@ impl Kms {
         key: &KeyRecord,
         new_policy: &Policy,
     ) -> bool {
-        self.decide(caller, "PutKeyPolicy", key, new_policy, None)
+        let context = self.condition_context(caller, None);
+        self.decide(caller, "PutKeyPolicy", key, new_policy, &context, None)
             .await
             .is_ok()
     }

@@ -62,7 +62,8 @@ pub struct ReEncryptOutput {
     pub key_arn: String,
 }
 
-/// Checks the parts of a request common to every cryptographic operation.
+/// Checks the parts of a request common to every cryptographic operation
+/// (grant tokens are checked to be ours by `Kms::check_grant_tokens`).
 fn validate_common(ctx: &EncryptionContext, grant_tokens: &[String]) -> Result<()> {
     if grant_tokens.len() > MAX_GRANT_TOKENS {
         return Err(KmsError::validation(format!(
@@ -163,6 +164,7 @@ impl Kms {
             )));
         }
         validate_common(ctx, grant_tokens)?;
+        self.check_grant_tokens(grant_tokens)?;
         let key = self.resolve(caller, key_id, "Encrypt", Some(ctx)).await?;
         self.check_usable(&key)?;
         let blob = self.seal(&key, ctx, plaintext.expose_secret()).await?;
@@ -232,6 +234,7 @@ impl Kms {
         grant_tokens: &[String],
     ) -> Result<DecryptOutput> {
         validate_common(ctx, grant_tokens)?;
+        self.check_grant_tokens(grant_tokens)?;
         let (plaintext, key) = self
             .open_blob(caller, ciphertext, ctx, key_id, "Decrypt")
             .await?;
@@ -254,6 +257,7 @@ impl Kms {
         grant_tokens: &[String],
     ) -> Result<ReEncryptOutput> {
         validate_common(source_ctx, grant_tokens)?;
+        self.check_grant_tokens(grant_tokens)?;
         validate_common(destination_ctx, &[])?;
         if destination_key_id.is_empty() {
             return Err(KmsError::validation("destination_key_id is required"));
@@ -301,6 +305,7 @@ impl Kms {
     ) -> Result<DataKeyOutput> {
         let len = data_key_len(key_spec, number_of_bytes)?;
         validate_common(ctx, grant_tokens)?;
+        self.check_grant_tokens(grant_tokens)?;
         let action = if with_plaintext {
             "GenerateDataKey"
         } else {

@@ -183,7 +183,13 @@ impl Kms {
     }
 
     /// DescribeKey.
-    pub async fn describe_key(&self, caller: &Caller, key_id: &str) -> Result<KeyRecord> {
+    pub async fn describe_key(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        grant_tokens: &[String],
+    ) -> Result<KeyRecord> {
+        self.check_grant_tokens(grant_tokens)?;
         self.resolve(caller, key_id, "DescribeKey", None).await
     }
 

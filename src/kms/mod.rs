@@ -10,6 +10,7 @@ mod aliases;
 mod authz;
 mod background;
 mod crypto_ops;
+mod grants;
 mod iam;
 mod iam_ext;
 mod key_policy;
@@ -24,6 +25,7 @@ use uuid::Uuid;
 
 pub use background::{SweepReport, run_maintenance};
 pub use crypto_ops::{DataKeyOutput, DataKeySpec, DecryptOutput, ReEncryptOutput};
+pub use grants::{CreateGrantInput, GrantCreated};
 pub use iam::{AccessKeyCreated, AccountCreated};
 pub use iam_ext::{AssumedRole, MfaEnrolment};
 pub use keys::{CreateKeyInput, ScheduledDeletion};
@@ -47,6 +49,8 @@ pub struct KmsSettings {
     pub max_tags_per_key: usize,
     /// Most access keys per user (AWS: 2).
     pub max_access_keys_per_user: usize,
+    /// Most grants on one key (AWS: 50000).
+    pub max_grants_per_key: usize,
 }
 
 impl Default for KmsSettings {
@@ -56,6 +60,7 @@ impl Default for KmsSettings {
             partition: "aws".into(),
             max_tags_per_key: 50,
             max_access_keys_per_user: 2,
+            max_grants_per_key: 50_000,
         }
     }
 }

@@ -14,8 +14,8 @@ use uuid::Uuid;
 use crate::clock::Timestamp;
 use crate::error::KmsError;
 use crate::model::{
-    AccessKeyRecord, Account, Alias, Group, KeyRecord, KeyVersion, MfaDevice, PrincipalType, Role,
-    SessionRecord, Tag, User,
+    AccessKeyRecord, Account, Alias, Grant, Group, KeyRecord, KeyVersion, MfaDevice, PrincipalType,
+    Role, SessionRecord, Tag, User,
 };
 
 /// Why a store operation failed.
@@ -247,6 +247,32 @@ pub trait Store: Send + Sync + 'static {
     async fn create_mfa_device(&self, device: MfaDevice) -> Result<()>;
     /// A user's TOTP device.
     async fn get_mfa_device(&self, account_id: &str, user: &str) -> Result<Option<MfaDevice>>;
+    /// Stores a grant unless the key already has `max_per_key`; if a grant
+    /// with the same name and parameters exists, returns it instead.
+    async fn create_grant(&self, grant: Grant, max_per_key: usize) -> Result<Grant>;
+    /// A grant by id.
+    async fn get_grant(&self, grant_id: &str) -> Result<Option<Grant>>;
+    /// Grants of a key in id order after `after`, optionally filtered.
+    async fn list_grants(
+        &self,
+        key_id: Uuid,
+        grant_id: Option<&str>,
+        grantee: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Grant>>;
+    /// Grants, of any key, that `retiring_principal` may retire.
+    async fn list_retirable_grants(
+        &self,
+        retiring_principal: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Grant>>;
+    /// The grants of a key whose grantee is one of `grantees`.
+    async fn grants_for(&self, key_id: Uuid, grantees: Vec<String>) -> Result<Vec<Grant>>;
+    /// Deletes a grant; false if there was none.
+    async fn delete_grant(&self, grant_id: &str) -> Result<bool>;
+
     /// Records that the code of `step` was used, if no code of that step or
     /// a later one was; returns false for a replayed code.
     async fn use_mfa_step(&self, account_id: &str, user: &str, step: i64) -> Result<bool>;

@@ -22,14 +22,16 @@ use super::{Error, KeyChange, Result, Store, VersionMaker};
 use crate::clock::Timestamp;
 use crate::error::KmsError;
 use crate::model::{
-    AccessKeyRecord, AccessKeyStatus, Account, Alias, Group, KeyRecord, KeyState, KeyVersion,
-    MfaDevice, PrincipalType, Role, RotationType, SessionRecord, Tag, User,
+    AccessKeyRecord, AccessKeyStatus, Account, Alias, Grant, GrantConstraints, GrantOperation,
+    Group, KeyRecord, KeyState, KeyVersion, MfaDevice, PrincipalType, Role, RotationType,
+    SessionRecord, Tag, User,
 };
 
 /// Schema migrations, applied in order; `user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_iam.sql"),
+    include_str!("migrations/0003_grants.sql"),
 ];
 
 /// Most jobs committed in one transaction.
@@ -347,6 +349,52 @@ fn access_key_from_row(r: &Row<'_>) -> rusqlite::Result<AccessKeyRecord> {
         status: AccessKeyStatus::parse(&status)
             .ok_or_else(|| corrupt("access key status", &status))?,
         created: ts(r.get(5)?),
+    })
+}
+
+const GRANT_COLUMNS: &str = "grant_id, key_id, name, grantee, retiring_principal, issuing_account, operations, constraints, created_ms";
+
+fn encode_operations(ops: &[GrantOperation]) -> String {
+    ops.iter().map(|o| o.as_str()).collect::<Vec<_>>().join(",")
+}
+
+fn encode_constraints(c: &GrantConstraints) -> String {
+    let v = match c {
+        GrantConstraints::Subset(m) => serde_json::json!({ "subset": m }),
+        GrantConstraints::Equals(m) => serde_json::json!({ "equals": m }),
+    };
+    v.to_string()
+}
+
+fn decode_constraints(s: &str) -> rusqlite::Result<GrantConstraints> {
+    let bad = || corrupt("grant constraints", s);
+    let v: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> =
+        serde_json::from_str(s).map_err(|_| bad())?;
+    match v.into_iter().next() {
+        Some((k, m)) if k == "subset" => Ok(GrantConstraints::Subset(m)),
+        Some((k, m)) if k == "equals" => Ok(GrantConstraints::Equals(m)),
+        _ => Err(bad()),
+    }
+}
+
+fn grant_from_row(r: &Row<'_>) -> rusqlite::Result<Grant> {
+    let ops: String = r.get(6)?;
+    let operations = ops
+        .split(',')
+        .filter(|o| !o.is_empty())
+        .map(|o| GrantOperation::parse(o).ok_or_else(|| corrupt("grant operation", o)))
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let constraints: Option<String> = r.get(7)?;
+    Ok(Grant {
+        grant_id: r.get(0)?,
+        key_id: parse_uuid(&r.get::<_, String>(1)?)?,
+        name: r.get(2)?,
+        grantee: r.get(3)?,
+        retiring_principal: r.get(4)?,
+        issuing_account: r.get(5)?,
+        operations,
+        constraints: constraints.as_deref().map(decode_constraints).transpose()?,
+        created: ts(r.get(8)?),
     })
 }
 
@@ -1145,6 +1193,131 @@ impl Store for SqliteStore {
                 "UPDATE mfa_devices SET last_step = ?3 WHERE account_id = ?1 AND user_name = ?2 AND last_step < ?3",
             )?
             .execute(params![a, u, step])?
+                > 0)
+        })
+        .await
+    }
+
+    async fn create_grant(&self, g: Grant, max_per_key: usize) -> Result<Grant> {
+        self.write(move |c| {
+            let key = g.key_id.to_string();
+            if !g.name.is_empty() {
+                let mut st = c.prepare_cached(&format!(
+                    "SELECT {GRANT_COLUMNS} FROM grants WHERE key_id = ?1 AND name = ?2"
+                ))?;
+                let same: Vec<Grant> = collect(st.query_map([&key, &g.name], grant_from_row)?)?;
+                if let Some(existing) = same.into_iter().find(|e| {
+                    e.grantee == g.grantee
+                        && e.retiring_principal == g.retiring_principal
+                        && e.operations == g.operations
+                        && e.constraints == g.constraints
+                }) {
+                    return Ok(existing);
+                }
+            }
+            let n: i64 = c
+                .prepare_cached("SELECT count(*) FROM grants WHERE key_id = ?1")?
+                .query_row([&key], |r| r.get(0))?;
+            if n >= limit_i64(max_per_key) {
+                return Err(Error::Rejected(KmsError::LimitExceededException(format!(
+                    "the key already has the most grants allowed ({max_per_key})"
+                ))));
+            }
+            c.prepare_cached(&format!(
+                "INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            ))?
+            .execute(params![
+                g.grant_id,
+                key,
+                g.name,
+                g.grantee,
+                g.retiring_principal,
+                g.issuing_account,
+                encode_operations(&g.operations),
+                g.constraints.as_ref().map(encode_constraints),
+                g.created.0,
+            ])?;
+            Ok(g)
+        })
+        .await
+    }
+
+    async fn get_grant(&self, grant_id: &str) -> Result<Option<Grant>> {
+        let id = grant_id.to_owned();
+        self.read(move |c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {GRANT_COLUMNS} FROM grants WHERE grant_id = ?1"
+            ))?
+            .query_row([id], grant_from_row)
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn list_grants(
+        &self,
+        key_id: Uuid,
+        grant_id: Option<&str>,
+        grantee: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Grant>> {
+        let (id, gid, gr, after) = (
+            key_id.to_string(),
+            grant_id.map(str::to_owned),
+            grantee.map(str::to_owned),
+            after.unwrap_or("").to_owned(),
+        );
+        self.read(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {GRANT_COLUMNS} FROM grants WHERE key_id = ?1 AND (?2 IS NULL OR grant_id = ?2) \
+                 AND (?3 IS NULL OR grantee = ?3) AND grant_id > ?4 ORDER BY grant_id LIMIT ?5"
+            ))?;
+            collect(st.query_map(params![id, gid, gr, after, limit_i64(limit)], grant_from_row)?)
+        })
+        .await
+    }
+
+    async fn list_retirable_grants(
+        &self,
+        retiring_principal: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Grant>> {
+        let (rp, after) = (
+            retiring_principal.to_owned(),
+            after.unwrap_or("").to_owned(),
+        );
+        self.read(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {GRANT_COLUMNS} FROM grants WHERE retiring_principal = ?1 AND grant_id > ?2 \
+                 ORDER BY grant_id LIMIT ?3"
+            ))?;
+            collect(st.query_map(params![rp, after, limit_i64(limit)], grant_from_row)?)
+        })
+        .await
+    }
+
+    async fn grants_for(&self, key_id: Uuid, grantees: Vec<String>) -> Result<Vec<Grant>> {
+        let id = key_id.to_string();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {GRANT_COLUMNS} FROM grants WHERE key_id = ?1 AND grantee = ?2"
+            ))?;
+            let mut out = Vec::new();
+            for g in &grantees {
+                out.extend(collect(st.query_map([&id, g], grant_from_row)?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_grant(&self, grant_id: &str) -> Result<bool> {
+        let id = grant_id.to_owned();
+        self.write(move |c| {
+            Ok(c.prepare_cached("DELETE FROM grants WHERE grant_id = ?1")?
+                .execute([id])?
                 > 0)
         })
         .await

@@ -6,8 +6,10 @@ use super::Handler;
 use crate::crypto::EncryptionContext;
 use crate::crypto::secret::SecretBytes;
 use crate::error::KmsError;
-use crate::kms::{CreateKeyInput, DataKeySpec, Kms};
-use crate::model::{Alias, KeyRecord, KeyState, RotationType, Tag};
+use crate::kms::{CreateGrantInput, CreateKeyInput, DataKeySpec, Kms};
+use crate::model::{
+    Alias, Grant, GrantConstraints, GrantOperation, KeyRecord, KeyState, RotationType, Tag,
+};
 use crate::server::pb::{self, key_management_service_server::KeyManagementService};
 
 const SYMMETRIC: i32 = pb::EncryptionAlgorithmSpec::SymmetricDefault as i32;
@@ -72,6 +74,64 @@ fn data_key_spec(v: Option<i32>) -> Result<Option<DataKeySpec>, KmsError> {
     }
 }
 
+fn grant_op_from_pb(v: i32) -> Result<GrantOperation, KmsError> {
+    use pb::GrantOperation as P;
+    Ok(match P::try_from(v) {
+        Ok(P::Decrypt) => GrantOperation::Decrypt,
+        Ok(P::Encrypt) => GrantOperation::Encrypt,
+        Ok(P::GenerateDataKey) => GrantOperation::GenerateDataKey,
+        Ok(P::GenerateDataKeyWithoutPlaintext) => GrantOperation::GenerateDataKeyWithoutPlaintext,
+        Ok(P::ReEncryptFrom) => GrantOperation::ReEncryptFrom,
+        Ok(P::ReEncryptTo) => GrantOperation::ReEncryptTo,
+        Ok(P::CreateGrant) => GrantOperation::CreateGrant,
+        Ok(P::RetireGrant) => GrantOperation::RetireGrant,
+        Ok(P::DescribeKey) => GrantOperation::DescribeKey,
+        Ok(P::Unspecified) | Err(_) => {
+            return Err(KmsError::validation(format!(
+                "operation {v} is not one a grant can allow"
+            )));
+        }
+    })
+}
+
+fn grant_op_to_pb(o: GrantOperation) -> i32 {
+    use pb::GrantOperation as P;
+    (match o {
+        GrantOperation::Decrypt => P::Decrypt,
+        GrantOperation::Encrypt => P::Encrypt,
+        GrantOperation::GenerateDataKey => P::GenerateDataKey,
+        GrantOperation::GenerateDataKeyWithoutPlaintext => P::GenerateDataKeyWithoutPlaintext,
+        GrantOperation::ReEncryptFrom => P::ReEncryptFrom,
+        GrantOperation::ReEncryptTo => P::ReEncryptTo,
+        GrantOperation::CreateGrant => P::CreateGrant,
+        GrantOperation::RetireGrant => P::RetireGrant,
+        GrantOperation::DescribeKey => P::DescribeKey,
+    }) as i32
+}
+
+fn grant_entry(kms: &Kms, account_id: &str, g: &Grant) -> pb::GrantListEntry {
+    pb::GrantListEntry {
+        key_id: kms.key_arn(account_id, g.key_id),
+        grant_id: g.grant_id.clone(),
+        name: g.name.clone(),
+        creation_date: Some(g.created.to_proto()),
+        grantee_principal: g.grantee.clone(),
+        retiring_principal: g.retiring_principal.clone(),
+        issuing_account: g.issuing_account.clone(),
+        operations: g.operations.iter().map(|o| grant_op_to_pb(*o)).collect(),
+        constraints: g.constraints.as_ref().map(|c| match c {
+            GrantConstraints::Subset(m) => pb::GrantConstraints {
+                encryption_context_subset: m.clone().into_iter().collect(),
+                ..Default::default()
+            },
+            GrantConstraints::Equals(m) => pb::GrantConstraints {
+                encryption_context_equals: m.clone().into_iter().collect(),
+                ..Default::default()
+            },
+        }),
+    }
+}
+
 fn alias_entry(kms: &Kms, a: &Alias) -> pb::AliasListEntry {
     pb::AliasListEntry {
         alias_name: a.name.clone(),
@@ -120,7 +180,9 @@ impl KeyManagementService for Handler {
         req: Request<pb::DescribeKeyRequest>,
     ) -> Result<Response<pb::DescribeKeyResponse>, Status> {
         self.call("DescribeKey", req, |kms, caller, r| async move {
-            let key = kms.describe_key(&caller, &r.key_id).await?;
+            let key = kms
+                .describe_key(&caller, &r.key_id, &r.grant_tokens)
+                .await?;
             Ok(pb::DescribeKeyResponse {
                 key_metadata: Some(key_metadata(&kms, &key)),
             })
@@ -590,6 +652,119 @@ impl KeyManagementService for Handler {
                 next_marker: None,
                 truncated: false,
             })
+        })
+        .await
+    }
+
+    async fn create_grant(
+        &self,
+        req: Request<pb::CreateGrantRequest>,
+    ) -> Result<Response<pb::CreateGrantResponse>, Status> {
+        self.call("CreateGrant", req, |kms, caller, r| async move {
+            let operations = r
+                .operations
+                .iter()
+                .map(|o| grant_op_from_pb(*o))
+                .collect::<Result<Vec<_>, _>>()?;
+            let constraints = r.constraints.unwrap_or_default();
+            let input = CreateGrantInput {
+                key_id: r.key_id,
+                grantee: r.grantee_principal,
+                retiring_principal: r.retiring_principal,
+                operations,
+                context_subset: constraints.encryption_context_subset.into_iter().collect(),
+                context_equals: constraints.encryption_context_equals.into_iter().collect(),
+                name: r.name,
+            };
+            let created = kms.create_grant(&caller, input, &r.grant_tokens).await?;
+            Ok(pb::CreateGrantResponse {
+                grant_token: created.token,
+                grant_id: created.grant.grant_id,
+            })
+        })
+        .await
+    }
+
+    async fn list_grants(
+        &self,
+        req: Request<pb::ListGrantsRequest>,
+    ) -> Result<Response<pb::ListGrantsResponse>, Status> {
+        self.call("ListGrants", req, |kms, caller, r| async move {
+            let (key, grants, next) = kms
+                .list_grants(
+                    &caller,
+                    &r.key_id,
+                    r.limit,
+                    r.marker.as_deref(),
+                    r.grant_id.as_deref(),
+                    r.grantee_principal.as_deref(),
+                )
+                .await?;
+            Ok(pb::ListGrantsResponse {
+                grants: grants
+                    .iter()
+                    .map(|g| grant_entry(&kms, &key.account_id, g))
+                    .collect(),
+                truncated: next.is_some(),
+                next_marker: next,
+            })
+        })
+        .await
+    }
+
+    async fn list_retirable_grants(
+        &self,
+        req: Request<pb::ListRetirableGrantsRequest>,
+    ) -> Result<Response<pb::ListGrantsResponse>, Status> {
+        self.call("ListRetirableGrants", req, |kms, caller, r| async move {
+            let (grants, next) = kms
+                .list_retirable_grants(&caller, &r.retiring_principal, r.limit, r.marker.as_deref())
+                .await?;
+            let mut entries = Vec::with_capacity(grants.len());
+            for g in &grants {
+                let account = kms
+                    .store()
+                    .get_key(g.key_id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|k| k.account_id)
+                    .unwrap_or_default();
+                entries.push(grant_entry(&kms, &account, g));
+            }
+            Ok(pb::ListGrantsResponse {
+                grants: entries,
+                truncated: next.is_some(),
+                next_marker: next,
+            })
+        })
+        .await
+    }
+
+    async fn retire_grant(
+        &self,
+        req: Request<pb::RetireGrantRequest>,
+    ) -> Result<Response<pb::RetireGrantResponse>, Status> {
+        self.call("RetireGrant", req, |kms, caller, r| async move {
+            kms.retire_grant(
+                &caller,
+                r.grant_token.as_deref(),
+                r.key_id.as_deref(),
+                r.grant_id.as_deref(),
+            )
+            .await?;
+            Ok(pb::RetireGrantResponse {})
+        })
+        .await
+    }
+
+    async fn revoke_grant(
+        &self,
+        req: Request<pb::RevokeGrantRequest>,
+    ) -> Result<Response<pb::RevokeGrantResponse>, Status> {
+        self.call("RevokeGrant", req, |kms, caller, r| async move {
+            kms.revoke_grant(&caller, &r.key_id, &r.grant_id).await?;
+            Ok(pb::RevokeGrantResponse {})
         })
         .await
     }
