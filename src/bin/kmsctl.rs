@@ -50,6 +50,9 @@ enum Command {
     /// Read and replace key policies.
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Create, list, retire and revoke grants.
+    #[command(subcommand)]
+    Grant(GrantCmd),
     /// Users, groups, roles, identity policies, MFA and AssumeRole.
     #[command(subcommand)]
     Iam(IamCmd),
@@ -61,6 +64,9 @@ enum Command {
         /// Encryption context entries, k=v.
         #[arg(long = "context", value_parser = parse_kv)]
         context: Vec<(String, String)>,
+        /// Grant tokens to present; repeatable.
+        #[arg(long = "grant-token")]
+        grant_tokens: Vec<String>,
         /// Input file, or - for stdin.
         #[arg(long = "in", default_value = "-")]
         input: PathBuf,
@@ -73,6 +79,9 @@ enum Command {
         /// Encryption context entries, k=v.
         #[arg(long = "context", value_parser = parse_kv)]
         context: Vec<(String, String)>,
+        /// Grant tokens to present; repeatable.
+        #[arg(long = "grant-token")]
+        grant_tokens: Vec<String>,
         /// Input file, or - for stdin.
         #[arg(long = "in", default_value = "-")]
         input: PathBuf,
@@ -160,7 +169,58 @@ enum PolicyCmd {
 }
 
 #[derive(Debug, Subcommand)]
+enum GrantCmd {
+    /// Let a principal (of any account) use a key for some operations.
+    Create {
+        /// Key id or ARN.
+        key: String,
+        /// The grantee's principal ARN.
+        #[arg(long)]
+        grantee: String,
+        /// An operation (Encrypt, Decrypt, GenerateDataKey,
+        /// GenerateDataKeyWithoutPlaintext, ReEncryptFrom, ReEncryptTo,
+        /// CreateGrant, RetireGrant, DescribeKey); repeatable.
+        #[arg(long = "operation", required = true)]
+        operations: Vec<String>,
+        /// Who may retire the grant.
+        #[arg(long)]
+        retiring_principal: Option<String>,
+        /// The call's context must contain this pair; repeatable.
+        #[arg(long = "context-subset", value_parser = parse_kv)]
+        subset: Vec<(String, String)>,
+        /// The call's context must be exactly these pairs; repeatable.
+        #[arg(long = "context-equals", value_parser = parse_kv)]
+        equals: Vec<(String, String)>,
+        /// A name (repeating a request with the same name returns the same grant).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List a key's grants.
+    List { key: String },
+    /// List the grants a principal may retire.
+    ListRetirable { retiring_principal: String },
+    /// Retire a grant, by token or by key ARN and grant id.
+    Retire {
+        #[arg(long)]
+        token: Option<String>,
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long)]
+        grant_id: Option<String>,
+    },
+    /// Revoke a grant.
+    Revoke { key: String, grant_id: String },
+}
+
+#[derive(Debug, Subcommand)]
 enum IamCmd {
+    /// Create an account (operator only); prints its root credentials once.
+    CreateAccount {
+        name: String,
+        /// Also write the root credentials to the credentials file as this profile.
+        #[arg(long)]
+        save_profile: Option<String>,
+    },
     /// Create a user.
     CreateUser {
         name: String,
@@ -340,9 +400,13 @@ fn key_state_name(v: i32) -> &'static str {
     }
 }
 
+/// Prints a JSON document; a closed pipe (`kmsctl ... | head`) is not an error.
 fn print(v: &Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
+    let text = serde_json::to_string_pretty(v)?;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 fn read_input(p: &PathBuf) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
@@ -533,9 +597,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Command::Iam(cmd) => run_iam(cmd, &mut iam, &cli.conn, &endpoint).await,
+        Command::Grant(cmd) => run_grant(cmd, &mut kms).await,
         Command::EncryptBlob {
             key,
             context: ctx,
+            grant_tokens,
             input,
             output,
         } => {
@@ -545,6 +611,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     key_id: key,
                     plaintext: plaintext.to_vec(),
                     encryption_context: context(ctx),
+                    grant_tokens,
                     ..Default::default()
                 })
                 .await?
@@ -553,6 +620,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::DecryptBlob {
             context: ctx,
+            grant_tokens,
             input,
             output,
         } => {
@@ -561,6 +629,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .decrypt(pb::DecryptRequest {
                     ciphertext_blob: blob.to_vec(),
                     encryption_context: context(ctx),
+                    grant_tokens,
                     ..Default::default()
                 })
                 .await?
@@ -616,6 +685,35 @@ async fn run_iam(
     endpoint: &str,
 ) -> anyhow::Result<()> {
     match cmd {
+        IamCmd::CreateAccount { name, save_profile } => {
+            let r = iam
+                .create_account(pb::CreateAccountRequest { account_name: name })
+                .await?
+                .into_inner();
+            let c = r
+                .root_credentials
+                .ok_or_else(|| anyhow!("the daemon returned no credentials"))?;
+            let secret = zeroize::Zeroizing::new(c.secret_access_key.clone());
+            if let Some(p) = &save_profile {
+                kmsd::profile::save(
+                    &credentials_path(conn)?,
+                    p,
+                    &[
+                        ("endpoint", endpoint),
+                        ("account_id", &r.account_id),
+                        ("access_key_id", &c.access_key_id),
+                        ("secret_access_key", &secret),
+                    ],
+                )?;
+            }
+            print(&json!({
+                "AccountId": r.account_id,
+                "RootArn": r.root_arn,
+                "AccessKeyId": c.access_key_id,
+                "SecretAccessKey": secret.as_str(),
+                "SavedAsProfile": save_profile,
+            }))
+        }
         IamCmd::CreateUser { name, path } => {
             let r = iam
                 .create_user(pb::CreateUserRequest {
@@ -802,6 +900,141 @@ async fn run_iam(
                 },
                 "SavedAsProfile": save_profile,
             }))
+        }
+    }
+}
+
+fn grant_operation(name: &str) -> anyhow::Result<i32> {
+    use pb::GrantOperation as P;
+    let op = match name {
+        "Decrypt" => P::Decrypt,
+        "Encrypt" => P::Encrypt,
+        "GenerateDataKey" => P::GenerateDataKey,
+        "GenerateDataKeyWithoutPlaintext" => P::GenerateDataKeyWithoutPlaintext,
+        "ReEncryptFrom" => P::ReEncryptFrom,
+        "ReEncryptTo" => P::ReEncryptTo,
+        "CreateGrant" => P::CreateGrant,
+        "RetireGrant" => P::RetireGrant,
+        "DescribeKey" => P::DescribeKey,
+        other => anyhow::bail!("'{other}' is not an operation a grant can allow"),
+    };
+    Ok(op as i32)
+}
+
+fn grant_json(g: &pb::GrantListEntry) -> Value {
+    let ops: Vec<String> = g
+        .operations
+        .iter()
+        .filter_map(|o| pb::GrantOperation::try_from(*o).ok())
+        .map(|o| {
+            o.as_str_name()
+                .trim_start_matches("GRANT_OPERATION_")
+                .to_owned()
+        })
+        .collect();
+    json!({
+        "KeyId": g.key_id,
+        "GrantId": g.grant_id,
+        "Name": g.name,
+        "CreationDate": ts(g.creation_date.as_ref()),
+        "GranteePrincipal": g.grantee_principal,
+        "RetiringPrincipal": g.retiring_principal,
+        "IssuingAccount": g.issuing_account,
+        "Operations": ops,
+        "Constraints": g.constraints.as_ref().map(|c| if c.encryption_context_equals.is_empty() {
+            json!({"EncryptionContextSubset": c.encryption_context_subset})
+        } else {
+            json!({"EncryptionContextEquals": c.encryption_context_equals})
+        }),
+    })
+}
+
+async fn run_grant(cmd: GrantCmd, kms: &mut KmsClient) -> anyhow::Result<()> {
+    match cmd {
+        GrantCmd::Create {
+            key,
+            grantee,
+            operations,
+            retiring_principal,
+            subset,
+            equals,
+            name,
+        } => {
+            let operations = operations
+                .iter()
+                .map(|o| grant_operation(o))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let constraints =
+                (!subset.is_empty() || !equals.is_empty()).then(|| pb::GrantConstraints {
+                    encryption_context_subset: context(subset),
+                    encryption_context_equals: context(equals),
+                });
+            let r = kms
+                .create_grant(pb::CreateGrantRequest {
+                    key_id: key,
+                    grantee_principal: grantee,
+                    retiring_principal,
+                    operations,
+                    constraints,
+                    grant_tokens: vec![],
+                    name,
+                })
+                .await?
+                .into_inner();
+            print(&json!({"GrantId": r.grant_id, "GrantToken": r.grant_token}))
+        }
+        GrantCmd::List { key } => {
+            let mut grants = Vec::new();
+            let mut marker = None;
+            loop {
+                let r = kms
+                    .list_grants(pb::ListGrantsRequest {
+                        key_id: key.clone(),
+                        limit: Some(100),
+                        marker,
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner();
+                grants.extend(r.grants.iter().map(grant_json));
+                match r.next_marker {
+                    Some(m) if r.truncated => marker = Some(m),
+                    _ => break,
+                }
+            }
+            print(&json!({"Grants": grants}))
+        }
+        GrantCmd::ListRetirable { retiring_principal } => {
+            let r = kms
+                .list_retirable_grants(pb::ListRetirableGrantsRequest {
+                    retiring_principal,
+                    limit: Some(100),
+                    marker: None,
+                })
+                .await?
+                .into_inner();
+            print(&json!({"Grants": r.grants.iter().map(grant_json).collect::<Vec<_>>()}))
+        }
+        GrantCmd::Retire {
+            token,
+            key,
+            grant_id,
+        } => {
+            kms.retire_grant(pb::RetireGrantRequest {
+                grant_token: token,
+                key_id: key,
+                grant_id,
+            })
+            .await?;
+            Ok(())
+        }
+        GrantCmd::Revoke { key, grant_id } => {
+            kms.revoke_grant(pb::RevokeGrantRequest {
+                key_id: key,
+                grant_id,
+            })
+            .await?;
+            Ok(())
         }
     }
 }
