@@ -463,3 +463,167 @@ async fn kmsctl_key_administrator_and_key_user() {
     let policy = json(&as_user("alice", &["policy", "get", &key], None));
     assert_eq!(policy["Statement"].as_array().unwrap().len(), 2);
 }
+
+/// The README's cross-account grant walk-through, through kmsctl.
+#[tokio::test]
+async fn kmsctl_cross_account_grant() {
+    let (_t, dir) = data_dir();
+    let _d = Kmsd::start(&dir);
+    let run = |args: &[&str], stdin: Option<&[u8]>| kmsctl(&dir, args, stdin);
+    let key = json(&run(&["key", "create"], None))["KeyMetadata"]["Arn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = json(&run(
+        &[
+            "--profile",
+            "operator",
+            "iam",
+            "create-account",
+            "tenant-b",
+            "--save-profile",
+            "b-root",
+        ],
+        None,
+    ))["AccountId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    json(&run(
+        &["--profile", "b-root", "iam", "create-user", "svc"],
+        None,
+    ));
+    json(&run(
+        &[
+            "--profile",
+            "b-root",
+            "iam",
+            "create-access-key",
+            "--user",
+            "svc",
+            "--save-profile",
+            "b-svc",
+        ],
+        None,
+    ));
+    let trust = dir.join("trust.json");
+    std::fs::write(
+        &trust,
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{b}:user/svc"}},"Action":"sts:AssumeRole"}}]}}"#
+        ),
+    )
+    .unwrap();
+    json(&run(
+        &[
+            "--profile",
+            "b-root",
+            "iam",
+            "create-role",
+            "consumer",
+            "--trust-policy",
+            trust.to_str().unwrap(),
+        ],
+        None,
+    ));
+    let session = json(&run(
+        &[
+            "--profile",
+            "b-svc",
+            "iam",
+            "assume-role",
+            "consumer",
+            "--session-name",
+            "job1",
+            "--save-profile",
+            "b-app",
+        ],
+        None,
+    ));
+    assert_eq!(
+        session["AssumedRoleUser"]["Arn"],
+        format!("arn:aws:sts::{b}:assumed-role/consumer/job1")
+    );
+
+    let encrypt = |ctx: &str, token: Option<&str>| {
+        let mut args = vec![
+            "--profile",
+            "b-app",
+            "encrypt-blob",
+            "--key",
+            &key,
+            "--context",
+            ctx,
+        ];
+        if let Some(t) = token {
+            args.extend(["--grant-token", t]);
+        }
+        run(&args, Some(b"tenant b data"))
+    };
+    assert_eq!(
+        encrypt("tenant=b", None).status.code(),
+        Some(3),
+        "no access before the grant"
+    );
+    let grantee = format!("arn:aws:iam::{b}:role/consumer");
+    let g = json(&run(
+        &[
+            "grant",
+            "create",
+            &key,
+            "--grantee",
+            &grantee,
+            "--operation",
+            "Encrypt",
+            "--operation",
+            "Decrypt",
+            "--context-subset",
+            "tenant=b",
+        ],
+        None,
+    ));
+    let (token, grant_id) = (
+        g["GrantToken"].as_str().unwrap(),
+        g["GrantId"].as_str().unwrap(),
+    );
+    let blob = encrypt("tenant=b", Some(token));
+    assert!(
+        blob.status.success(),
+        "{}",
+        String::from_utf8_lossy(&blob.stderr)
+    );
+    let blob_file = dir.join("b.bin");
+    std::fs::write(&blob_file, &blob.stdout).unwrap();
+    let decrypt = || {
+        run(
+            &[
+                "--profile",
+                "b-app",
+                "decrypt-blob",
+                "--in",
+                blob_file.to_str().unwrap(),
+                "--context",
+                "tenant=b",
+            ],
+            None,
+        )
+    };
+    assert_eq!(
+        decrypt().stdout,
+        b"tenant b data",
+        "no token needed once stored"
+    );
+    assert_eq!(
+        encrypt("tenant=a", None).status.code(),
+        Some(3),
+        "outside the constraint"
+    );
+    let listed = json(&run(&["grant", "list", &key], None));
+    assert_eq!(listed["Grants"][0]["GranteePrincipal"], grantee.as_str());
+    assert!(
+        run(&["grant", "revoke", &key, grant_id], None)
+            .status
+            .success()
+    );
+    assert_eq!(decrypt().status.code(), Some(3), "revoked at once");
+}
