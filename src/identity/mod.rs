@@ -202,6 +202,11 @@ pub async fn authenticate(
     if creds.access_key_id.starts_with("ASIA") {
         return authenticate_session(store, root, creds, source_ip, now).await;
     }
+    if creds.session_token.is_some() {
+        // A stale session token next to a long-term key is a client mistake
+        // that AWS refuses too; accepting it would hide the mistake.
+        return Err(unrecognized());
+    }
     let Some(rec) = store.get_access_key(&creds.access_key_id).await? else {
         return Err(unrecognized());
     };

@@ -128,6 +128,9 @@ impl Kms {
         tags::validate_tags(&input.tags, self.settings.max_tags_per_key)?;
         self.authorize_identity(caller, "kms:CreateKey", "*")
             .await?;
+        let default_policy = input.policy.is_none()
+            && input.key_administrators.is_empty()
+            && input.key_users.is_empty();
         let policy = match input.policy {
             Some(p) => {
                 if !input.key_administrators.is_empty() || !input.key_users.is_empty() {
@@ -163,7 +166,10 @@ impl Kms {
             current_version: 1,
             policy,
         };
-        if !input.bypass_policy_lockout_safety_check {
+        // As in AWS, AWS's default policy is not checked (it may leave a
+        // caller with only kms:CreateKey unable to change it, by design); a
+        // supplied policy, or the administrators/users policy, is.
+        if !input.bypass_policy_lockout_safety_check && !default_policy {
             let compiled = self.policies.get(&key.policy, PolicyKind::Key)?;
             if !self.would_keep_access(caller, &key, &compiled).await {
                 return Err(lockout());
