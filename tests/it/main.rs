@@ -13,3 +13,8 @@ mod identity;
 mod lifecycle;
 mod persistence;
 mod rotation;
+
+mod authz_matrix;
+mod authz_rules;
+mod authz_util;
+mod iam_roles;
