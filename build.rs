@@ -2,7 +2,11 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
-    let files = ["proto/kms/v1/kms.proto", "proto/kms/v1/identity.proto"];
+    let files = [
+        "proto/kms/v1/kms.proto",
+        "proto/kms/v1/identity.proto",
+        "proto/kms/v1/audit.proto",
+    ];
     let fds = protox::compile(files, ["proto"])?;
     // Messages that carry plaintext, data keys or secrets get a hand-written,
     // redacting `Debug` in `src/server/pb.rs` instead of prost's derived one.

@@ -39,6 +39,12 @@ impl Timestamp {
         }
     }
 
+    /// RFC 3339 in UTC with milliseconds (for audit events).
+    pub fn to_rfc3339_millis(self) -> String {
+        let s = self.to_rfc3339();
+        format!("{}.{:03}Z", s.trim_end_matches('Z'), self.0.rem_euclid(1000))
+    }
+
     /// RFC 3339 in UTC, to the second (for humans and logs).
     pub fn to_rfc3339(self) -> String {
         let secs = self.0.div_euclid(1000);

@@ -196,7 +196,7 @@ impl Daemon {
                 .open(&db)
                 .map_err(io(&db))?;
         }
-        let store = Arc::new(SqliteStore::open(&db, options.readers)?);
+        let store = Arc::new(SqliteStore::open(&db, options.readers, Arc::clone(&clock))?);
         let root = Arc::new(root);
         let kms = Arc::new(Kms::new(
             Arc::clone(&store) as Arc<dyn Store>,

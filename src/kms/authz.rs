@@ -297,9 +297,13 @@ impl Kms {
             return Ok(false);
         };
         let grants = self.store.grants_for(key.id, grantee_names(caller)).await?;
-        Ok(grants
+        let allowing = grants
             .iter()
-            .any(|g| g.operations.contains(&op) && constraints_allow(g.constraints.as_ref(), ctx)))
+            .find(|g| g.operations.contains(&op) && constraints_allow(g.constraints.as_ref(), ctx));
+        if let Some(g) = allowing {
+            crate::audit::notes::grant(&g.grant_id);
+        }
+        Ok(allowing.is_some())
     }
 
     /// Whether `caller` may perform `kms:<action>` on `key`; `ctx` is the

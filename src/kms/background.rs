@@ -38,6 +38,13 @@ impl Kms {
         self.store
             .delete_expired_sessions(Timestamp(now.0 - Timestamp::DAY_MS))
             .await?;
+        if let Some(days) = self.settings.audit_retention_days {
+            let cut = Timestamp(now.0 - i64::from(days) * Timestamp::DAY_MS);
+            let pruned = self.store.prune_audit(cut).await?;
+            if pruned > 0 {
+                tracing::info!(pruned, retention_days = days, "audit events past retention pruned; the chain keeps the hash at the cut");
+            }
+        }
         for id in self.store.keys_due_for_rotation(now).await? {
             let Some(key) = self.store.get_key(id).await? else {
                 continue;

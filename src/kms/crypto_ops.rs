@@ -65,6 +65,7 @@ pub struct ReEncryptOutput {
 /// Checks the parts of a request common to every cryptographic operation
 /// (grant tokens are checked to be ours by `Kms::check_grant_tokens`).
 fn validate_common(ctx: &EncryptionContext, grant_tokens: &[String]) -> Result<()> {
+    crate::audit::notes::context(ctx);
     if grant_tokens.len() > MAX_GRANT_TOKENS {
         return Err(KmsError::validation(format!(
             "at most {MAX_GRANT_TOKENS} grant tokens may be given"
@@ -221,6 +222,7 @@ impl Kms {
             ))
         })?;
         self.authorize(caller, action, &key, Some(ctx)).await?;
+        crate::audit::notes::key(&self.key_arn(&key.account_id, key.id));
         Ok(key)
     }
 

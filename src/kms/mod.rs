@@ -7,6 +7,7 @@
 //! at their boundary.
 
 mod aliases;
+mod audit_ops;
 mod authz;
 mod background;
 mod crypto_ops;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+pub use audit_ops::{LookupFilter, TrailReport};
 pub use background::{SweepReport, run_maintenance};
 pub use crypto_ops::{DataKeyOutput, DataKeySpec, DecryptOutput, ReEncryptOutput};
 pub use grants::{CreateGrantInput, GrantCreated};
@@ -51,6 +53,9 @@ pub struct KmsSettings {
     pub max_access_keys_per_user: usize,
     /// Most grants on one key (AWS: 50000).
     pub max_grants_per_key: usize,
+    /// Audit events older than this many days are pruned; `None` keeps
+    /// them forever.
+    pub audit_retention_days: Option<u32>,
 }
 
 impl Default for KmsSettings {
@@ -61,6 +66,7 @@ impl Default for KmsSettings {
             max_tags_per_key: 50,
             max_access_keys_per_user: 2,
             max_grants_per_key: 50_000,
+            audit_retention_days: None,
         }
     }
 }
@@ -207,7 +213,7 @@ impl Kms {
         )
     }
 
-    fn parse_key_ref(&self, s: &str) -> Result<KeyRef> {
+    pub(crate) fn parse_key_ref(&self, s: &str) -> Result<KeyRef> {
         KeyRef::parse(s, &self.settings.partition, &self.settings.region)
     }
 
@@ -283,6 +289,7 @@ impl Kms {
         if key.account_id != account {
             return Err(not_found());
         }
+        crate::audit::notes::key(&self.key_arn(&key.account_id, key.id));
         Ok(key)
     }
 
@@ -300,7 +307,9 @@ impl Kms {
             KeyState::Enabled => Ok(()),
             KeyState::Disabled => Err(KmsError::DisabledException(format!("{arn} is disabled."))),
             KeyState::PendingDeletion => {
-                // Such an attempt reveals data still encrypted under the key.
+                // Such an attempt reveals data still encrypted under the key:
+                // flagged and counted in its audit event.
+                crate::audit::notes::pending_deletion_use(&arn);
                 tracing::warn!(key_arn = %arn, "attempt to use a key pending deletion");
                 Err(KmsError::KMSInvalidStateException(format!(
                     "{arn} is pending deletion."

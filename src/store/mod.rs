@@ -11,6 +11,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use crate::audit::{AuditRecord, ChainRow};
 use crate::clock::Timestamp;
 use crate::error::KmsError;
 use crate::model::{
@@ -273,9 +274,42 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a grant; false if there was none.
     async fn delete_grant(&self, grant_id: &str) -> Result<bool>;
 
+    /// Seals `record` into the hash chain (after every event committed or
+    /// queued before it) and stores it; returns its sequence number.
+    async fn append_audit(&self, record: AuditRecord) -> Result<u64>;
+    /// Events newest first, before sequence `before`, matching `filter`.
+    async fn lookup_audit(&self, filter: AuditFilter, before: Option<u64>, limit: usize) -> Result<Vec<(u64, String)>>;
+    /// Stored events in chain order after sequence `after`, for verification.
+    async fn audit_chain(&self, after: u64, limit: usize) -> Result<Vec<ChainRow>>;
+    /// The last pruned event's sequence and hash, if retention has pruned.
+    async fn audit_anchor(&self) -> Result<Option<(u64, Vec<u8>)>>;
+    /// Deletes events older than `before`, recording the hash at the cut.
+    async fn prune_audit(&self, before: Timestamp) -> Result<usize>;
+    /// A key's configuration versions: (version, account, time, JSON).
+    async fn key_config_history(&self, key_id: Uuid) -> Result<Vec<(u64, String, Timestamp, String)>>;
+
     /// Records that the code of `step` was used, if no code of that step or
     /// a later one was; returns false for a replayed code.
     async fn use_mfa_step(&self, account_id: &str, user: &str, step: i64) -> Result<bool>;
+}
+
+/// What LookupEvents filters on; `None` fields match everything.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only this account's events.
+    pub account_id: Option<String>,
+    /// From this time on (inclusive).
+    pub start: Option<Timestamp>,
+    /// Up to this time (inclusive).
+    pub end: Option<Timestamp>,
+    /// Events that touched this key ARN.
+    pub key_arn: Option<String>,
+    /// Events by this principal.
+    pub principal_arn: Option<String>,
+    /// Events of this operation.
+    pub operation: Option<String>,
+    /// Events with this outcome (`allowed`, `denied`, `failed`).
+    pub outcome: Option<String>,
 }
 
 /// Makes the new version's record once the new version number is known

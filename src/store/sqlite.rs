@@ -18,8 +18,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::{Error, KeyChange, Result, Store, VersionMaker};
-use crate::clock::Timestamp;
+use super::{AuditFilter, Error, KeyChange, Result, Store, VersionMaker};
+use crate::audit::{AuditRecord, ChainRow, GENESIS, chain_hash};
+use crate::clock::{Clock, Timestamp};
 use crate::error::KmsError;
 use crate::model::{
     AccessKeyRecord, AccessKeyStatus, Account, Alias, Grant, GrantConstraints, GrantOperation,
@@ -32,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_iam.sql"),
     include_str!("migrations/0003_grants.sql"),
+    include_str!("migrations/0004_audit.sql"),
 ];
 
 /// Most jobs committed in one transaction.
@@ -43,6 +45,7 @@ type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
 /// A SQLite database with one writer thread and a pool of readers.
 pub struct SqliteStore {
     jobs: Option<mpsc::Sender<Job>>,
+    clock: Arc<dyn Clock>,
     checkpoint: Arc<AtomicBool>,
     readers: Arc<Vec<Mutex<Connection>>>,
     next_reader: AtomicUsize,
@@ -81,7 +84,8 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
-    pub fn open(path: &Path, readers: usize) -> Result<Self> {
+    /// `clock` dates the key configuration versions the store records.
+    pub fn open(path: &Path, readers: usize, clock: Arc<dyn Clock>) -> Result<Self> {
         let mut writer = Connection::open(path)?;
         let mode: String =
             writer.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
@@ -113,6 +117,7 @@ impl SqliteStore {
             .spawn(move || writer_loop(writer, rx, &flag))?;
         Ok(Self {
             jobs: Some(tx),
+            clock,
             checkpoint,
             readers: Arc::new(pool),
             next_reader: AtomicUsize::new(0),
@@ -398,6 +403,84 @@ fn grant_from_row(r: &Row<'_>) -> rusqlite::Result<Grant> {
     })
 }
 
+fn alias_key(c: &Connection, account_id: &str, name: &str) -> rusqlite::Result<Option<Uuid>> {
+    let k: Option<String> = c
+        .prepare_cached("SELECT key_id FROM aliases WHERE account_id = ?1 AND name = ?2")?
+        .query_row([account_id, name], |r| r.get(0))
+        .optional()?;
+    k.as_deref().map(parse_uuid).transpose()
+}
+
+/// Records the key's configuration (policy, state, description, rotation
+/// settings, aliases, tags, grants) as a new version, if it differs from the
+/// last one recorded. Runs inside the transaction that changed it.
+fn snapshot_config(c: &Connection, id: Uuid, now: Timestamp) -> Result<()> {
+    let idt = id.to_string();
+    let (account_id, config) = match load_key(c, id)? {
+        None => {
+            let account: Option<String> = c
+                .prepare_cached("SELECT account_id FROM key_config_history WHERE key_id = ?1 ORDER BY version DESC LIMIT 1")?
+                .query_row([&idt], |r| r.get(0))
+                .optional()?;
+            let Some(account) = account else { return Ok(()) };
+            (account, serde_json::json!({"keyId": idt, "state": "Destroyed"}))
+        }
+        Some(k) => {
+            let aliases: Vec<String> = collect(
+                c.prepare_cached("SELECT name FROM aliases WHERE key_id = ?1 ORDER BY name")?
+                    .query_map([&idt], |r| r.get(0))?,
+            )?;
+            let tags: Vec<(String, String)> = collect(
+                c.prepare_cached("SELECT tag_key, tag_value FROM tags WHERE key_id = ?1 ORDER BY tag_key")?
+                    .query_map([&idt], |r| Ok((r.get(0)?, r.get(1)?)))?,
+            )?;
+            let mut st = c.prepare_cached(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE key_id = ?1 ORDER BY grant_id"))?;
+            let grants: Vec<serde_json::Value> = collect(st.query_map([&idt], grant_from_row)?)?
+                .into_iter()
+                .map(|g| {
+                    serde_json::json!({
+                        "grantId": g.grant_id,
+                        "name": g.name,
+                        "granteePrincipal": g.grantee,
+                        "retiringPrincipal": g.retiring_principal,
+                        "operations": g.operations.iter().map(|o| o.as_str()).collect::<Vec<_>>(),
+                        "constraints": g.constraints.as_ref().map(encode_constraints),
+                    })
+                })
+                .collect();
+            let config = serde_json::json!({
+                "keyId": idt,
+                "state": k.state.as_str(),
+                "description": k.description,
+                "policy": k.policy,
+                "deletionDate": k.deletion_date.map(Timestamp::to_rfc3339),
+                "pendingWindowInDays": k.pending_window_days,
+                "keyRotationEnabled": k.rotation_enabled,
+                "rotationPeriodInDays": k.rotation_period_days,
+                "nextRotationDate": k.next_rotation.map(Timestamp::to_rfc3339),
+                "aliases": aliases,
+                "tags": tags.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+                "grants": grants,
+            });
+            (k.account_id, config)
+        }
+    };
+    let config = config.to_string();
+    let last: Option<(i64, String)> = c
+        .prepare_cached("SELECT version, config FROM key_config_history WHERE key_id = ?1 ORDER BY version DESC LIMIT 1")?
+        .query_row([&idt], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if last.as_ref().is_some_and(|(_, prev)| *prev == config) {
+        return Ok(());
+    }
+    let version = last.map_or(1, |(v, _)| v + 1);
+    c.prepare_cached(
+        "INSERT INTO key_config_history (key_id, version, account_id, changed_ms, config) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![idt, version, account_id, now.0, config])?;
+    Ok(())
+}
+
 fn group_from_row(r: &Row<'_>) -> rusqlite::Result<Group> {
     Ok(Group {
         account_id: r.get(0)?,
@@ -599,6 +682,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_key(&self, k: KeyRecord, first: KeyVersion, tags: Vec<Tag>) -> Result<()> {
+        let now = self.clock.now();
         self.write(move |c| {
             c.prepare_cached(&format!(
                 "INSERT INTO keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
@@ -621,7 +705,7 @@ impl Store for SqliteStore {
             for t in &tags {
                 upsert_tag(c, k.id, t)?;
             }
-            Ok(())
+            snapshot_config(c, k.id, now)
         })
         .await
     }
@@ -650,10 +734,12 @@ impl Store for SqliteStore {
     }
 
     async fn update_key(&self, id: Uuid, change: KeyChange) -> Result<KeyRecord> {
+        let now = self.clock.now();
         self.write(move |c| {
             let mut k = load_key(c, id)?.ok_or_else(|| Error::Rejected(not_found(id)))?;
             change(&mut k).map_err(Error::Rejected)?;
             save_key(c, &k)?;
+            snapshot_config(c, id, now)?;
             Ok(k)
         })
         .await
@@ -677,6 +763,7 @@ impl Store for SqliteStore {
             let v = make_version(&k).map_err(Error::Rejected)?;
             insert_version(c, &v)?;
             save_key(c, &k)?;
+            snapshot_config(c, id, v.created)?;
             Ok(k)
         })
         .await
@@ -730,8 +817,8 @@ impl Store for SqliteStore {
                     .execute([&idt])?;
                 c.prepare_cached("DELETE FROM tags WHERE key_id = ?1")?
                     .execute([&idt])?;
-                c.prepare_cached("DELETE FROM keys WHERE id = ?1")?
-                    .execute([&idt])?;
+                c.prepare_cached("DELETE FROM keys WHERE id = ?1")?.execute([&idt])?;
+                snapshot_config(c, id, now)?;
                 checkpoint.store(true, Ordering::SeqCst);
                 Ok(true)
             })
@@ -761,13 +848,14 @@ impl Store for SqliteStore {
     }
 
     async fn create_alias(&self, a: Alias) -> Result<()> {
+        let now = self.clock.now();
         self.write(move |c| {
             c.prepare_cached(
                 "INSERT INTO aliases (account_id, name, key_id, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
             .execute(params![a.account_id, a.name, a.key_id.to_string(), a.created.0, a.updated.0])
             .map_err(|e| if is_unique_violation(&e) { Error::Conflict(format!("alias {}", a.name)) } else { e.into() })?;
-            Ok(())
+            snapshot_config(c, a.key_id, now)
         })
         .await
     }
@@ -781,21 +869,33 @@ impl Store for SqliteStore {
     ) -> Result<bool> {
         let (a, n) = (account_id.to_owned(), name.to_owned());
         self.write(move |c| {
-            Ok(c.prepare_cached("UPDATE aliases SET key_id = ?3, updated_ms = ?4 WHERE account_id = ?1 AND name = ?2")?
+            let old = alias_key(c, &a, &n)?;
+            let updated = c
+                .prepare_cached("UPDATE aliases SET key_id = ?3, updated_ms = ?4 WHERE account_id = ?1 AND name = ?2")?
                 .execute(params![a, n, key_id.to_string(), now.0])?
-                > 0)
+                > 0;
+            if let Some(old) = old {
+                snapshot_config(c, old, now)?;
+                snapshot_config(c, key_id, now)?;
+            }
+            Ok(updated)
         })
         .await
     }
 
     async fn delete_alias(&self, account_id: &str, name: &str) -> Result<bool> {
         let (a, n) = (account_id.to_owned(), name.to_owned());
+        let now = self.clock.now();
         self.write(move |c| {
-            Ok(
-                c.prepare_cached("DELETE FROM aliases WHERE account_id = ?1 AND name = ?2")?
-                    .execute([a, n])?
-                    > 0,
-            )
+            let old = alias_key(c, &a, &n)?;
+            let deleted = c
+                .prepare_cached("DELETE FROM aliases WHERE account_id = ?1 AND name = ?2")?
+                .execute([a, n])?
+                > 0;
+            if let Some(old) = old {
+                snapshot_config(c, old, now)?;
+            }
+            Ok(deleted)
         })
         .await
     }
@@ -835,6 +935,7 @@ impl Store for SqliteStore {
     }
 
     async fn put_tags(&self, key_id: Uuid, tags: Vec<Tag>, max: usize) -> Result<()> {
+        let now = self.clock.now();
         self.write(move |c| {
             for t in &tags {
                 upsert_tag(c, key_id, t)?;
@@ -848,18 +949,19 @@ impl Store for SqliteStore {
                     "a key can have at most {max} tags"
                 ))));
             }
-            Ok(())
+            snapshot_config(c, key_id, now)
         })
         .await
     }
 
     async fn remove_tags(&self, key_id: Uuid, keys: Vec<String>) -> Result<()> {
+        let now = self.clock.now();
         self.write(move |c| {
             let mut st = c.prepare_cached("DELETE FROM tags WHERE key_id = ?1 AND tag_key = ?2")?;
             for k in &keys {
                 st.execute(params![key_id.to_string(), k])?;
             }
-            Ok(())
+            snapshot_config(c, key_id, now)
         })
         .await
     }
@@ -1199,6 +1301,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_grant(&self, g: Grant, max_per_key: usize) -> Result<Grant> {
+        let now = self.clock.now();
         self.write(move |c| {
             let key = g.key_id.to_string();
             if !g.name.is_empty() {
@@ -1237,6 +1340,7 @@ impl Store for SqliteStore {
                 g.constraints.as_ref().map(encode_constraints),
                 g.created.0,
             ])?;
+            snapshot_config(c, g.key_id, now)?;
             Ok(g)
         })
         .await
@@ -1315,10 +1419,153 @@ impl Store for SqliteStore {
 
     async fn delete_grant(&self, grant_id: &str) -> Result<bool> {
         let id = grant_id.to_owned();
+        let now = self.clock.now();
         self.write(move |c| {
-            Ok(c.prepare_cached("DELETE FROM grants WHERE grant_id = ?1")?
-                .execute([id])?
-                > 0)
+            let key: Option<String> = c
+                .prepare_cached("SELECT key_id FROM grants WHERE grant_id = ?1")?
+                .query_row([&id], |r| r.get(0))
+                .optional()?;
+            let deleted = c.prepare_cached("DELETE FROM grants WHERE grant_id = ?1")?.execute([&id])? > 0;
+            if let Some(k) = key {
+                snapshot_config(c, parse_uuid(&k)?, now)?;
+            }
+            Ok(deleted)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, r: AuditRecord) -> Result<u64> {
+        self.write(move |c| {
+            let attempt: u64 = match &r.pending_deletion_key {
+                Some(k) => c
+                    .prepare_cached(
+                        "INSERT INTO pending_use_counts (key_arn, count) VALUES (?1, 1) \
+                         ON CONFLICT(key_arn) DO UPDATE SET count = count + 1 RETURNING count",
+                    )?
+                    .query_row([k], |row| row.get(0))?,
+                None => 0,
+            };
+            let prev: Vec<u8> = match c
+                .prepare_cached("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1")?
+                .query_row([], |row| row.get(0))
+                .optional()?
+            {
+                Some(h) => h,
+                None => c
+                    .prepare_cached("SELECT hash FROM audit_anchor WHERE id = 1")?
+                    .query_row([], |row| row.get(0))
+                    .optional()?
+                    .unwrap_or_else(|| GENESIS.to_vec()),
+            };
+            let body = r.canonical_json(attempt);
+            let hash = chain_hash(&prev, &body);
+            c.prepare_cached(
+                "INSERT INTO audit_events (time_ms, account_id, principal_arn, operation, outcome, key_arns, body, prev_hash, hash) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                r.time.0,
+                r.account_id,
+                r.principal_arn,
+                r.operation,
+                r.outcome.as_str(),
+                r.key_arns.join(" "),
+                body,
+                prev,
+                hash.as_slice(),
+            ])?;
+            Ok(u64::try_from(c.last_insert_rowid()).unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn lookup_audit(&self, f: AuditFilter, before: Option<u64>, limit: usize) -> Result<Vec<(u64, String)>> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT seq, body FROM audit_events WHERE seq < ?1 \
+                 AND (?2 IS NULL OR account_id = ?2) AND (?3 IS NULL OR time_ms >= ?3) AND (?4 IS NULL OR time_ms <= ?4) \
+                 AND (?5 IS NULL OR (' ' || key_arns || ' ') LIKE ('% ' || ?5 || ' %') ESCAPE '\\') \
+                 AND (?6 IS NULL OR principal_arn = ?6) AND (?7 IS NULL OR operation = ?7) AND (?8 IS NULL OR outcome = ?8) \
+                 ORDER BY seq DESC LIMIT ?9",
+            )?;
+            let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+            let key = f.key_arn.map(|k| k.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+            collect(st.query_map(
+                params![
+                    before,
+                    f.account_id,
+                    f.start.map(|t| t.0),
+                    f.end.map(|t| t.0),
+                    key,
+                    f.principal_arn,
+                    f.operation,
+                    f.outcome,
+                    limit_i64(limit)
+                ],
+                |row| Ok((row.get::<_, i64>(0).map(|s| u64::try_from(s).unwrap_or(0))?, row.get(1)?)),
+            )?)
+        })
+        .await
+    }
+
+    async fn audit_chain(&self, after: u64, limit: usize) -> Result<Vec<ChainRow>> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT seq, account_id, principal_arn, operation, outcome, key_arns, body, prev_hash, hash \
+                 FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            collect(st.query_map(params![i64::try_from(after).unwrap_or(i64::MAX), limit_i64(limit)], |r| {
+                Ok(ChainRow {
+                    seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                    account_id: r.get(1)?,
+                    principal_arn: r.get(2)?,
+                    operation: r.get(3)?,
+                    outcome: r.get(4)?,
+                    key_arns: r.get(5)?,
+                    body: r.get(6)?,
+                    prev_hash: r.get(7)?,
+                    hash: r.get(8)?,
+                })
+            })?)
+        })
+        .await
+    }
+
+    async fn audit_anchor(&self) -> Result<Option<(u64, Vec<u8>)>> {
+        self.read(move |c| {
+            Ok(c.prepare_cached("SELECT seq, hash FROM audit_anchor WHERE id = 1")?
+                .query_row([], |r| Ok((u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0), r.get(1)?)))
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn prune_audit(&self, before: Timestamp) -> Result<usize> {
+        let now = self.clock.now();
+        self.write(move |c| {
+            let cut: Option<(i64, Vec<u8>)> = c
+                .prepare_cached("SELECT seq, hash FROM audit_events WHERE time_ms < ?1 ORDER BY seq DESC LIMIT 1")?
+                .query_row([before.0], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let Some((seq, hash)) = cut else { return Ok(0) };
+            c.prepare_cached(
+                "INSERT INTO audit_anchor (id, seq, hash, pruned_ms) VALUES (1, ?1, ?2, ?3) \
+                 ON CONFLICT(id) DO UPDATE SET seq = ?1, hash = ?2, pruned_ms = ?3",
+            )?
+            .execute(params![seq, hash, now.0])?;
+            Ok(c.prepare_cached("DELETE FROM audit_events WHERE seq <= ?1")?.execute([seq])?)
+        })
+        .await
+    }
+
+    async fn key_config_history(&self, key_id: Uuid) -> Result<Vec<(u64, String, Timestamp, String)>> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT version, account_id, changed_ms, config FROM key_config_history WHERE key_id = ?1 ORDER BY version",
+            )?;
+            collect(st.query_map([key_id.to_string()], |r| {
+                Ok((u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0), r.get(1)?, ts(r.get(2)?), r.get(3)?))
+            })?)
         })
         .await
     }

@@ -4,6 +4,7 @@
 //! domain operation, logs one line per call (never a secret), and maps the
 //! error at one place (`status`).
 
+mod audit_service;
 mod identity_service;
 mod kms_service;
 pub mod status;
@@ -17,9 +18,10 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
+use crate::audit::{self, AuditRecord};
 use crate::crypto::RootKey;
 use crate::error::KmsError;
-use crate::identity::{self, BearerCredentials, Caller};
+use crate::identity::{self, BearerCredentials, Caller, Principal};
 use crate::kms::Kms;
 use crate::server::pb;
 
@@ -80,16 +82,30 @@ impl Handler {
     {
         let started = Instant::now();
         let request_id = uuid::Uuid::new_v4();
-        let result = match self.authenticate(&req).await {
-            Ok(caller) => {
-                let arn = caller.arn.clone();
-                let r = f(Arc::clone(&self.kms), caller, req.into_inner()).await;
-                (Some(arn), r)
+        let source_ip = req.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+        let presented_key = presented_access_key(&req);
+        let ((caller, result), notes) = audit::notes::scope(async {
+            match self.authenticate(&req).await {
+                Ok(caller) => {
+                    let who = caller.clone();
+                    (Some(who), f(Arc::clone(&self.kms), caller, req.into_inner()).await)
+                }
+                Err(e) => (None, Err(e)),
             }
-            Err(e) => (None, Err(e)),
+        })
+        .await;
+        let error_code = result.as_ref().err().map(KmsError::name);
+        let record = self.audit_record(op, &request_id, caller.as_ref(), presented_key, source_ip, notes, error_code);
+        // The call is answered only once its event is committed: a call that
+        // cannot be recorded fails instead.
+        let result = match self.kms.record(record).await {
+            Ok(_) => result,
+            Err(e) => {
+                tracing::error!(%request_id, op, error = %e, "audit trail write failed; refusing the call");
+                Err(KmsError::internal(std::io::Error::other("the audit trail could not be written")))
+            }
         };
-        let (principal, result) = result;
-        let principal = principal.as_deref().unwrap_or("-");
+        let principal = caller.as_ref().map_or("-", |c| c.arn.as_str());
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         match &result {
             Ok(_) => tracing::debug!(%request_id, op, principal, micros, "ok"),
@@ -109,6 +125,58 @@ impl Handler {
         }
         response
     }
+
+    /// The audit event of one call.
+    #[allow(clippy::too_many_arguments)]
+    fn audit_record(
+        &self,
+        op: &str,
+        request_id: &uuid::Uuid,
+        caller: Option<&Caller>,
+        presented_key: String,
+        source_ip: String,
+        notes: audit::notes::Notes,
+        error_code: Option<&'static str>,
+    ) -> AuditRecord {
+        let (identity_type, session_name) = match caller.map(|c| &c.principal) {
+            None => ("Unknown", String::new()),
+            Some(Principal::Root) => ("Root", String::new()),
+            Some(Principal::User { .. }) => ("IAMUser", String::new()),
+            Some(Principal::AssumedRole { session_name, .. }) => ("AssumedRole", session_name.clone()),
+        };
+        AuditRecord {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            time: self.kms.clock().now(),
+            request_id: request_id.to_string(),
+            account_id: caller.map(|c| c.account_id.clone()).unwrap_or_default(),
+            principal_arn: caller.map(|c| c.arn.clone()).unwrap_or_default(),
+            identity_type,
+            access_key_id: caller.map_or(presented_key, |c| c.access_key_id.clone()),
+            session_name,
+            mfa: caller.is_some_and(|c| c.mfa_present),
+            source_ip,
+            operation: op.to_owned(),
+            region: self.kms.settings().region.clone(),
+            key_arns: notes.key_arns,
+            encryption_context: notes.encryption_context,
+            grant_id: notes.grant_id.unwrap_or_default(),
+            outcome: audit::Outcome::of(error_code),
+            error_code: error_code.unwrap_or_default().to_owned(),
+            pending_deletion_key: notes.pending_deletion_key,
+        }
+    }
+}
+
+/// The access key id a request presented (not the secret), for the audit
+/// event of a call whose authentication failed.
+fn presented_access_key<T>(req: &Request<T>) -> String {
+    req.metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .and_then(|h| h.split_once(':'))
+        .map(|(id, _)| id.chars().take(128).collect())
+        .unwrap_or_default()
 }
 
 /// Serves gRPC on `listener` until `shutdown` resolves, then finishes the

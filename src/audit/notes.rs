@@ -1,0 +1,67 @@
+//! Per-request notes: what the domain touched while serving one call (the
+//! keys, the encryption context, the grant that allowed it, a key pending
+//! deletion), gathered in a task-local so that the domain's signatures stay
+//! free of transport and audit plumbing. Outside a [`scope`], noting does
+//! nothing.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use crate::crypto::EncryptionContext;
+
+/// What one request touched.
+#[derive(Debug, Default, Clone)]
+pub struct Notes {
+    /// Key ARNs, in the order first touched.
+    pub key_arns: Vec<String>,
+    /// The encryption context of the call.
+    pub encryption_context: BTreeMap<String, String>,
+    /// The grant that allowed the call.
+    pub grant_id: Option<String>,
+    /// A key pending deletion the call tried to use.
+    pub pending_deletion_key: Option<String>,
+}
+
+tokio::task_local! {
+    static NOTES: RefCell<Notes>;
+}
+
+/// Runs `f` collecting notes; returns its output and the notes.
+pub async fn scope<F: Future>(f: F) -> (F::Output, Notes) {
+    NOTES
+        .scope(RefCell::new(Notes::default()), async move {
+            let out = f.await;
+            let notes = NOTES.with(|n| n.take());
+            (out, notes)
+        })
+        .await
+}
+
+fn with(f: impl FnOnce(&mut Notes)) {
+    let _ = NOTES.try_with(|n| f(&mut n.borrow_mut()));
+}
+
+/// The call touched this key.
+pub fn key(arn: &str) {
+    with(|n| {
+        if !n.key_arns.iter().any(|a| a == arn) {
+            n.key_arns.push(arn.to_owned());
+        }
+    });
+}
+
+/// The call's encryption context.
+pub fn context(ctx: &EncryptionContext) {
+    with(|n| n.encryption_context.extend(ctx.entries().iter().map(|(k, v)| (k.clone(), v.clone()))));
+}
+
+/// A grant allowed the call.
+pub fn grant(id: &str) {
+    with(|n| n.grant_id = Some(id.to_owned()));
+}
+
+/// The call tried to use a key pending deletion.
+pub fn pending_deletion_use(arn: &str) {
+    with(|n| n.pending_deletion_key = Some(arn.to_owned()));
+}
