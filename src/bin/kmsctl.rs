@@ -53,6 +53,9 @@ enum Command {
     /// Create, list, retire and revoke grants.
     #[command(subcommand)]
     Grant(GrantCmd),
+    /// Search, verify and export the audit trail; read key configuration history.
+    #[command(subcommand)]
+    Audit(AuditCmd),
     /// Users, groups, roles, identity policies, MFA and AssumeRole.
     #[command(subcommand)]
     Iam(IamCmd),
@@ -166,6 +169,45 @@ enum PolicyCmd {
         #[arg(long)]
         bypass_policy_lockout_safety_check: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCmd {
+    /// Events, newest first.
+    Lookup {
+        /// Only events that touched this key (id or ARN).
+        #[arg(long)]
+        key: Option<String>,
+        /// Only events by this principal ARN.
+        #[arg(long)]
+        principal: Option<String>,
+        /// Only this operation (e.g. Decrypt).
+        #[arg(long)]
+        operation: Option<String>,
+        /// Only this outcome: allowed, denied or failed.
+        #[arg(long)]
+        outcome: Option<String>,
+        /// From this time (RFC 3339).
+        #[arg(long)]
+        start: Option<String>,
+        /// Up to this time (RFC 3339).
+        #[arg(long)]
+        end: Option<String>,
+        /// At most this many events.
+        #[arg(long, default_value_t = 50)]
+        limit: i32,
+    },
+    /// Walk the hash chain and report the first broken link.
+    Verify,
+    /// A key's configuration history, or its configuration at a time.
+    History {
+        key: String,
+        /// RFC 3339 time.
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+    /// Every visible event as JSON lines (CloudTrail-like), oldest first.
+    Export,
 }
 
 #[derive(Debug, Subcommand)]
@@ -345,6 +387,30 @@ fn credentials_path(conn: &Conn) -> anyhow::Result<PathBuf> {
             }
         }
     })
+}
+
+type AuditClient = pb::audit_service_client::AuditServiceClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, BearerAuth>,
+>;
+
+async fn connect_audit(conn: &Conn) -> anyhow::Result<AuditClient> {
+    let path = credentials_path(conn)?;
+    let profile = kmsd::profile::load(&path, &conn.profile)?;
+    let endpoint = conn
+        .endpoint
+        .clone()
+        .unwrap_or_else(|| profile.endpoint.clone());
+    let auth = BearerAuth::new(
+        &profile.access_key_id,
+        &profile.secret_access_key,
+        profile.session_token.as_ref().map(|t| t.as_str()),
+    )?;
+    Ok(
+        pb::audit_service_client::AuditServiceClient::with_interceptor(
+            client::connect(&endpoint).await?,
+            auth,
+        ),
+    )
 }
 
 async fn connect(conn: &Conn) -> anyhow::Result<(KmsClient, IdentityClient, String)> {
@@ -598,6 +664,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Iam(cmd) => run_iam(cmd, &mut iam, &cli.conn, &endpoint).await,
         Command::Grant(cmd) => run_grant(cmd, &mut kms).await,
+        Command::Audit(cmd) => run_audit(cmd, &cli.conn).await,
         Command::EncryptBlob {
             key,
             context: ctx,
@@ -1034,6 +1101,130 @@ async fn run_grant(cmd: GrantCmd, kms: &mut KmsClient) -> anyhow::Result<()> {
                 grant_id,
             })
             .await?;
+            Ok(())
+        }
+    }
+}
+
+fn parse_time(s: &str) -> anyhow::Result<prost_types::Timestamp> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .with_context(|| format!("'{s}' is not an RFC 3339 time (e.g. 2026-11-29T10:00:00Z)"))?;
+    Ok(prost_types::Timestamp {
+        seconds: t.unix_timestamp(),
+        nanos: i32::try_from(t.nanosecond()).unwrap_or(0),
+    })
+}
+
+fn outcome(s: &str) -> anyhow::Result<i32> {
+    Ok(match s {
+        "allowed" => pb::Outcome::Allowed,
+        "denied" => pb::Outcome::Denied,
+        "failed" => pb::Outcome::Failed,
+        other => anyhow::bail!("outcome '{other}' is not allowed, denied or failed"),
+    } as i32)
+}
+
+async fn run_audit(cmd: AuditCmd, conn: &Conn) -> anyhow::Result<()> {
+    let mut audit = connect_audit(conn).await?;
+    match cmd {
+        AuditCmd::Lookup {
+            key,
+            principal,
+            operation,
+            outcome: o,
+            start,
+            end,
+            limit,
+        } => {
+            let r = audit
+                .lookup_events(pb::LookupEventsRequest {
+                    start_time: start.as_deref().map(parse_time).transpose()?,
+                    end_time: end.as_deref().map(parse_time).transpose()?,
+                    key_id: key,
+                    principal_arn: principal,
+                    operation,
+                    outcome: o.as_deref().map(outcome).transpose()?,
+                    limit: Some(limit),
+                    marker: None,
+                })
+                .await?
+                .into_inner();
+            let events: Vec<Value> = r
+                .events
+                .iter()
+                .map(|e| serde_json::from_str::<Value>(&e.canonical_json).unwrap_or(Value::Null))
+                .collect();
+            print(&json!({"Events": events, "Truncated": r.truncated}))
+        }
+        AuditCmd::Verify => {
+            let r = audit
+                .verify_trail(pb::VerifyTrailRequest {})
+                .await?
+                .into_inner();
+            print(&json!({
+                "Valid": r.valid,
+                "EventsChecked": r.events_checked,
+                "FirstBrokenSequence": r.first_broken_sequence,
+                "Problem": r.problem,
+                "HeadSequence": r.head_sequence,
+                "HeadHash": r.head_hash,
+                "PrunedBefore": r.pruned_before,
+            }))?;
+            if r.valid {
+                Ok(())
+            } else {
+                anyhow::bail!(
+                    "the audit trail is broken at event {:?}",
+                    r.first_broken_sequence
+                )
+            }
+        }
+        AuditCmd::History { key, as_of } => {
+            let r = audit
+                .get_key_configuration_history(pb::GetKeyConfigurationHistoryRequest {
+                    key_id: key,
+                    as_of: as_of.as_deref().map(parse_time).transpose()?,
+                })
+                .await?
+                .into_inner();
+            let versions: Vec<Value> = r
+                .versions
+                .iter()
+                .map(|v| {
+                    json!({
+                        "Version": v.version,
+                        "ChangedAt": ts(v.changed_at.as_ref()),
+                        "Configuration": serde_json::from_str::<Value>(&v.configuration).unwrap_or(Value::Null),
+                    })
+                })
+                .collect();
+            print(&json!({"KeyArn": r.key_arn, "Versions": versions}))
+        }
+        AuditCmd::Export => {
+            let mut pages = Vec::new();
+            let mut marker = None;
+            loop {
+                let r = audit
+                    .lookup_events(pb::LookupEventsRequest {
+                        limit: Some(1000),
+                        marker,
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner();
+                pages.push(r.events);
+                match r.next_marker {
+                    Some(m) if r.truncated => marker = Some(m),
+                    _ => break,
+                }
+            }
+            let mut out = std::io::stdout().lock();
+            for e in pages.iter().flatten().rev() {
+                match writeln!(out, "{}", e.canonical_json) {
+                    Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                    other => other?,
+                }
+            }
             Ok(())
         }
     }

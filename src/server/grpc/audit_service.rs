@@ -9,7 +9,13 @@ use crate::kms::LookupFilter;
 use crate::server::pb::{self, audit_service_server::AuditService};
 
 fn ts(t: Option<&prost_types::Timestamp>) -> Option<Timestamp> {
-    t.map(|t| Timestamp(t.seconds.saturating_mul(1000).saturating_add(i64::from(t.nanos / 1_000_000))))
+    t.map(|t| {
+        Timestamp(
+            t.seconds
+                .saturating_mul(1000)
+                .saturating_add(i64::from(t.nanos / 1_000_000)),
+        )
+    })
 }
 
 fn outcome_name(v: i32) -> Result<Option<String>, KmsError> {
@@ -25,10 +31,18 @@ fn outcome_name(v: i32) -> Result<Option<String>, KmsError> {
 /// The protobuf form of a stored event, read back from its canonical JSON.
 fn event(seq: u64, body: String) -> pb::AuditEvent {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-    let s = |p: &str| v.pointer(p).and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
-    let time_ms = time::OffsetDateTime::parse(&s("/eventTime"), &time::format_description::well_known::Rfc3339)
-        .map(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0))
-        .unwrap_or(0);
+    let s = |p: &str| {
+        v.pointer(p)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let time_ms = time::OffsetDateTime::parse(
+        &s("/eventTime"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0))
+    .unwrap_or(0);
     pb::AuditEvent {
         sequence: seq,
         event_id: s("/eventID"),
@@ -42,11 +56,19 @@ fn event(seq: u64, body: String) -> pb::AuditEvent {
         operation: s("/eventName"),
         key_arns: v["resources"]
             .as_array()
-            .map(|a| a.iter().filter_map(|r| r["ARN"].as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r["ARN"].as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default(),
         encryption_context: v["requestParameters"]["encryptionContext"]
             .as_object()
-            .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect()
+            })
             .unwrap_or_default(),
         grant_id: s("/grantId"),
         outcome: match s("/outcome").as_str() {
@@ -56,14 +78,20 @@ fn event(seq: u64, body: String) -> pb::AuditEvent {
             _ => pb::Outcome::Unspecified as i32,
         },
         error_code: s("/errorCode"),
-        pending_deletion_attempt: v.pointer("/pendingDeletionUse/attempt").and_then(serde_json::Value::as_u64).unwrap_or(0),
+        pending_deletion_attempt: v
+            .pointer("/pendingDeletionUse/attempt")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0),
         canonical_json: body,
     }
 }
 
 #[tonic::async_trait]
 impl AuditService for Handler {
-    async fn lookup_events(&self, req: Request<pb::LookupEventsRequest>) -> Result<Response<pb::LookupEventsResponse>, Status> {
+    async fn lookup_events(
+        &self,
+        req: Request<pb::LookupEventsRequest>,
+    ) -> Result<Response<pb::LookupEventsResponse>, Status> {
         self.call("LookupEvents", req, |kms, caller, r| async move {
             let filter = LookupFilter {
                 start: ts(r.start_time.as_ref()),
@@ -73,9 +101,14 @@ impl AuditService for Handler {
                 operation: r.operation,
                 outcome: r.outcome.map(outcome_name).transpose()?.flatten(),
             };
-            let (events, next) = kms.lookup_events(&caller, filter, r.limit, r.marker.as_deref()).await?;
+            let (events, next) = kms
+                .lookup_events(&caller, filter, r.limit, r.marker.as_deref())
+                .await?;
             Ok(pb::LookupEventsResponse {
-                events: events.into_iter().map(|(seq, body)| event(seq, body)).collect(),
+                events: events
+                    .into_iter()
+                    .map(|(seq, body)| event(seq, body))
+                    .collect(),
                 truncated: next.is_some(),
                 next_marker: next,
             })
@@ -83,7 +116,10 @@ impl AuditService for Handler {
         .await
     }
 
-    async fn verify_trail(&self, req: Request<pb::VerifyTrailRequest>) -> Result<Response<pb::VerifyTrailResponse>, Status> {
+    async fn verify_trail(
+        &self,
+        req: Request<pb::VerifyTrailRequest>,
+    ) -> Result<Response<pb::VerifyTrailResponse>, Status> {
         self.call("VerifyTrail", req, |kms, caller, _r| async move {
             let t = kms.verify_trail(&caller).await?;
             Ok(pb::VerifyTrailResponse {
@@ -103,20 +139,26 @@ impl AuditService for Handler {
         &self,
         req: Request<pb::GetKeyConfigurationHistoryRequest>,
     ) -> Result<Response<pb::GetKeyConfigurationHistoryResponse>, Status> {
-        self.call("GetKeyConfigurationHistory", req, |kms, caller, r| async move {
-            let (arn, versions) = kms.key_configuration_history(&caller, &r.key_id, ts(r.as_of.as_ref())).await?;
-            Ok(pb::GetKeyConfigurationHistoryResponse {
-                key_arn: arn,
-                versions: versions
-                    .into_iter()
-                    .map(|(version, changed, configuration)| pb::KeyConfiguration {
-                        version,
-                        changed_at: Some(changed.to_proto()),
-                        configuration,
-                    })
-                    .collect(),
-            })
-        })
+        self.call(
+            "GetKeyConfigurationHistory",
+            req,
+            |kms, caller, r| async move {
+                let (arn, versions) = kms
+                    .key_configuration_history(&caller, &r.key_id, ts(r.as_of.as_ref()))
+                    .await?;
+                Ok(pb::GetKeyConfigurationHistoryResponse {
+                    key_arn: arn,
+                    versions: versions
+                        .into_iter()
+                        .map(|(version, changed, configuration)| pb::KeyConfiguration {
+                            version,
+                            changed_at: Some(changed.to_proto()),
+                            configuration,
+                        })
+                        .collect(),
+                })
+            },
+        )
         .await
     }
 }

@@ -82,27 +82,43 @@ impl Handler {
     {
         let started = Instant::now();
         let request_id = uuid::Uuid::new_v4();
-        let source_ip = req.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+        let source_ip = req
+            .remote_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
         let presented_key = presented_access_key(&req);
         let ((caller, result), notes) = audit::notes::scope(async {
             match self.authenticate(&req).await {
                 Ok(caller) => {
                     let who = caller.clone();
-                    (Some(who), f(Arc::clone(&self.kms), caller, req.into_inner()).await)
+                    (
+                        Some(who),
+                        f(Arc::clone(&self.kms), caller, req.into_inner()).await,
+                    )
                 }
                 Err(e) => (None, Err(e)),
             }
         })
         .await;
         let error_code = result.as_ref().err().map(KmsError::name);
-        let record = self.audit_record(op, &request_id, caller.as_ref(), presented_key, source_ip, notes, error_code);
+        let record = self.audit_record(
+            op,
+            &request_id,
+            caller.as_ref(),
+            presented_key,
+            source_ip,
+            notes,
+            error_code,
+        );
         // The call is answered only once its event is committed: a call that
         // cannot be recorded fails instead.
         let result = match self.kms.record(record).await {
             Ok(_) => result,
             Err(e) => {
                 tracing::error!(%request_id, op, error = %e, "audit trail write failed; refusing the call");
-                Err(KmsError::internal(std::io::Error::other("the audit trail could not be written")))
+                Err(KmsError::internal(std::io::Error::other(
+                    "the audit trail could not be written",
+                )))
             }
         };
         let principal = caller.as_ref().map_or("-", |c| c.arn.as_str());
@@ -142,7 +158,9 @@ impl Handler {
             None => ("Unknown", String::new()),
             Some(Principal::Root) => ("Root", String::new()),
             Some(Principal::User { .. }) => ("IAMUser", String::new()),
-            Some(Principal::AssumedRole { session_name, .. }) => ("AssumedRole", session_name.clone()),
+            Some(Principal::AssumedRole { session_name, .. }) => {
+                ("AssumedRole", session_name.clone())
+            }
         };
         AuditRecord {
             event_id: uuid::Uuid::new_v4().to_string(),
@@ -201,8 +219,9 @@ pub async fn serve(
             pb::key_management_service_server::KeyManagementServiceServer::new(handler.clone()),
         )
         .add_service(pb::identity_service_server::IdentityServiceServer::new(
-            handler,
+            handler.clone(),
         ))
+        .add_service(pb::audit_service_server::AuditServiceServer::new(handler))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }
