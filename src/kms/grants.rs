@@ -321,8 +321,8 @@ impl Kms {
     }
 
     /// RetireGrant, by token or by key and grant id. The caller must be the
-    /// grant's retiring principal, or its grantee when the grant includes
-    /// RetireGrant.
+    /// grant's retiring principal, its grantee when the grant includes
+    /// RetireGrant, or the root of the account that created it.
     pub async fn retire_grant(
         &self,
         caller: &Caller,
@@ -353,7 +353,10 @@ impl Kms {
             }
         }
         let names = grantee_names(caller);
+        // As in AWS: the retiring principal, the grantee when the grant allows
+        // RetireGrant, or the account in which the grant was created.
         let may = names.contains(&grant.retiring_principal)
+            || (caller.is_root() && caller.account_id == grant.issuing_account)
             || (names.contains(&grant.grantee)
                 && grant.operations.contains(&GrantOperation::RetireGrant));
         if !may {

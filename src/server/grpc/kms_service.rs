@@ -117,7 +117,7 @@ fn grant_entry(kms: &Kms, account_id: &str, g: &Grant) -> pb::GrantListEntry {
         creation_date: Some(g.created.to_proto()),
         grantee_principal: g.grantee.clone(),
         retiring_principal: g.retiring_principal.clone(),
-        issuing_account: g.issuing_account.clone(),
+        issuing_account: crate::identity::root_arn(&g.issuing_account),
         operations: g.operations.iter().map(|o| grant_op_to_pb(*o)).collect(),
         constraints: g.constraints.as_ref().map(|c| match c {
             GrantConstraints::Subset(m) => pb::GrantConstraints {
