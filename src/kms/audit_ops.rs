@@ -1,11 +1,12 @@
 //! The AuditService operations: LookupEvents, VerifyTrail and
 //! GetKeyConfigurationHistory, and the recording of each call's event.
 //!
-//! A caller sees its own account's events and key histories; the operator
-//! sees all. Reading needs the account root or an identity policy allowing
+//! A caller sees its own account's events, and other accounts' events on
+//! its keys (as CloudTrail delivers them to the key owner), and its key
+//! histories; the operator sees all. Reading needs the account root or an identity policy allowing
 //! `audit:<Operation>`.
 
-use super::{Kms, KeyRef, paging};
+use super::{KeyRef, Kms, paging};
 use crate::audit::{AuditRecord, GENESIS, check_link};
 use crate::clock::Timestamp;
 use crate::error::{KmsError, Result};
@@ -73,14 +74,19 @@ impl Kms {
         let limit = paging::limit(limit, 50, 1000)?;
         let before = match paging::position(marker)? {
             None => None,
-            Some(s) => Some(s.parse::<u64>().map_err(|_| KmsError::InvalidMarkerException(format!("marker '{s}' is not valid")))?),
+            Some(s) => Some(s.parse::<u64>().map_err(|_| {
+                KmsError::InvalidMarkerException(format!("marker '{s}' is not valid"))
+            })?),
         };
         if let Some(o) = &filter.outcome
             && crate::audit::Outcome::parse(o).is_none()
         {
-            return Err(KmsError::validation("outcome must be allowed, denied or failed"));
+            return Err(KmsError::validation(
+                "outcome must be allowed, denied or failed",
+            ));
         }
-        self.authorize_identity(caller, "audit:LookupEvents", "*").await?;
+        self.authorize_identity(caller, "audit:LookupEvents", "*")
+            .await?;
         let key_arn = match &filter.key_id {
             None => None,
             Some(k) => Some(match self.parse_key_ref(k)? {
@@ -105,7 +111,8 @@ impl Kms {
     /// VerifyTrail: walks the whole chain from the start (or from the hash
     /// recorded where retention cut it) and reports the first broken link.
     pub async fn verify_trail(&self, caller: &Caller) -> Result<TrailReport> {
-        self.authorize_identity(caller, "audit:VerifyTrail", "*").await?;
+        self.authorize_identity(caller, "audit:VerifyTrail", "*")
+            .await?;
         let anchor = self.store.audit_anchor().await?;
         let (mut after, mut expected) = anchor.clone().unwrap_or((0, GENESIS.to_vec()));
         let mut report = TrailReport {
@@ -151,18 +158,31 @@ impl Kms {
             _ => return Err(KmsError::validation("key_id must be a key id or key ARN")),
         };
         let arn = self.key_arn(&account, id);
-        self.authorize_identity(caller, "audit:GetKeyConfigurationHistory", &arn).await?;
+        self.authorize_identity(caller, "audit:GetKeyConfigurationHistory", &arn)
+            .await?;
         let rows = self.store.key_config_history(id).await?;
-        let visible = rows.first().is_some_and(|(_, a, _, _)| *a == account && (caller.is_operator() || *a == caller.account_id));
+        let visible = rows.first().is_some_and(|(_, a, _, _)| {
+            *a == account && (caller.is_operator() || *a == caller.account_id)
+        });
         if !visible {
-            return Err(KmsError::NotFoundException(format!("Key '{arn}' has no configuration history")));
+            return Err(KmsError::NotFoundException(format!(
+                "Key '{arn}' has no configuration history"
+            )));
         }
-        let mut versions: Vec<(u64, Timestamp, String)> = rows.into_iter().map(|(v, _, t, c)| (v, t, c)).collect();
+        let mut versions: Vec<(u64, Timestamp, String)> =
+            rows.into_iter().map(|(v, _, t, c)| (v, t, c)).collect();
         if let Some(t) = as_of {
-            let current = versions.iter().rev().find(|(_, changed, _)| *changed <= t).cloned();
+            let current = versions
+                .iter()
+                .rev()
+                .find(|(_, changed, _)| *changed <= t)
+                .cloned();
             versions = current.into_iter().collect();
             if versions.is_empty() {
-                return Err(KmsError::NotFoundException(format!("Key '{arn}' did not exist at {}", t.to_rfc3339())));
+                return Err(KmsError::NotFoundException(format!(
+                    "Key '{arn}' did not exist at {}",
+                    t.to_rfc3339()
+                )));
             }
         }
         Ok((arn, versions))

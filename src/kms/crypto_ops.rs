@@ -221,8 +221,9 @@ impl Kms {
                 "the key the ciphertext was encrypted under ({id}) does not exist"
             ))
         })?;
-        self.authorize(caller, action, &key, Some(ctx)).await?;
+        // Noted before the decision, so a refused attempt names the key too.
         crate::audit::notes::key(&self.key_arn(&key.account_id, key.id));
+        self.authorize(caller, action, &key, Some(ctx)).await?;
         Ok(key)
     }
 

@@ -185,6 +185,7 @@ impl Kms {
         self.store
             .create_key(key.clone(), first, input.tags)
             .await?;
+        crate::audit::notes::key(&self.key_arn(&key.account_id, key.id));
         Ok(key)
     }
 

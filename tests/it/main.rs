@@ -15,6 +15,8 @@ mod lifecycle;
 mod persistence;
 mod rotation;
 
+mod audit;
+mod audit_util;
 mod authz_matrix;
 mod authz_rules;
 mod authz_util;

@@ -4,7 +4,8 @@
 -- hash = SHA-256(prev_hash || body). The other columns are copies of the
 -- body's fields for searching; VerifyTrail checks they agree with it.
 CREATE TABLE audit_events (
-    seq           INTEGER PRIMARY KEY,
+    -- AUTOINCREMENT: never reuse a sequence, even after pruning empties the table.
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
     time_ms       INTEGER NOT NULL,
     account_id    TEXT NOT NULL,
     principal_arn TEXT NOT NULL,
