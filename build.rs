@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/kms/v1/kms.proto",
         "proto/kms/v1/identity.proto",
         "proto/kms/v1/audit.proto",
+        "proto/kms/v1/bench.proto",
     ];
     let fds = protox::compile(files, ["proto"])?;
     // Messages that carry plaintext, data keys or secrets get a hand-written,

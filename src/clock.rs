@@ -42,7 +42,11 @@ impl Timestamp {
     /// RFC 3339 in UTC with milliseconds (for audit events).
     pub fn to_rfc3339_millis(self) -> String {
         let s = self.to_rfc3339();
-        format!("{}.{:03}Z", s.trim_end_matches('Z'), self.0.rem_euclid(1000))
+        format!(
+            "{}.{:03}Z",
+            s.trim_end_matches('Z'),
+            self.0.rem_euclid(1000)
+        )
     }
 
     /// RFC 3339 in UTC, to the second (for humans and logs).

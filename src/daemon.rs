@@ -78,6 +78,9 @@ pub struct Options {
     /// How long shutdown waits for calls and connections to finish before
     /// closing what remains.
     pub shutdown_grace: Duration,
+    /// Record an audit event per call. Always on in `kmsd`; off only in
+    /// `benches/audit_cost.rs`, which measures what the trail costs.
+    pub audit: bool,
 }
 
 impl Options {
@@ -89,6 +92,7 @@ impl Options {
             sweep_interval: Duration::from_secs(60),
             readers: 4,
             shutdown_grace: Duration::from_secs(10),
+            audit: true,
         }
     }
 }
@@ -224,7 +228,7 @@ impl Daemon {
 
     /// The gRPC handlers over this daemon.
     pub fn handler(&self) -> Handler {
-        Handler::new(Arc::clone(&self.kms), Arc::clone(&self.root))
+        Handler::new(Arc::clone(&self.kms), Arc::clone(&self.root)).with_audit(self.options.audit)
     }
 
     /// On first run, creates the operator account and a first account with

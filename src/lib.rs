@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod audit;
+pub mod bench;
 pub mod client;
 pub mod clock;
 pub mod crypto;

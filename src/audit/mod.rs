@@ -54,7 +54,9 @@ impl Outcome {
     pub fn of(error: Option<&str>) -> Self {
         match error {
             None => Self::Allowed,
-            Some("AccessDeniedException" | "UnrecognizedClientException" | "ExpiredTokenException") => Self::Denied,
+            Some(
+                "AccessDeniedException" | "UnrecognizedClientException" | "ExpiredTokenException",
+            ) => Self::Denied,
             Some(_) => Self::Failed,
         }
     }
@@ -192,9 +194,13 @@ pub fn check_link(expected_prev: &[u8], row: &ChainRow) -> Result<(), String> {
         ));
     }
     if chain_hash(&row.prev_hash, &row.body).as_slice() != row.hash.as_slice() {
-        return Err(format!("event {} was altered: its hash does not match its contents", row.seq));
+        return Err(format!(
+            "event {} was altered: its hash does not match its contents",
+            row.seq
+        ));
     }
-    let v: Value = serde_json::from_str(&row.body).map_err(|_| format!("event {} is not valid JSON", row.seq))?;
+    let v: Value = serde_json::from_str(&row.body)
+        .map_err(|_| format!("event {} is not valid JSON", row.seq))?;
     let keys: Vec<&str> = v["resources"]
         .as_array()
         .map(|a| a.iter().filter_map(|r| r["ARN"].as_str()).collect())
@@ -205,7 +211,10 @@ pub fn check_link(expected_prev: &[u8], row: &ChainRow) -> Result<(), String> {
         && v["outcome"].as_str() == Some(row.outcome.as_str())
         && keys.join(" ") == row.key_arns;
     if !agrees {
-        return Err(format!("event {}'s searchable columns were altered", row.seq));
+        return Err(format!(
+            "event {}'s searchable columns were altered",
+            row.seq
+        ));
     }
     Ok(())
 }
@@ -269,7 +278,10 @@ mod tests {
         let b = row(2, &a.hash, &record());
         assert!(check_link(&GENESIS, &a).is_ok());
         assert!(check_link(&a.hash, &b).is_ok());
-        assert!(check_link(&GENESIS, &b).is_err(), "a removed event is found");
+        assert!(
+            check_link(&GENESIS, &b).is_err(),
+            "a removed event is found"
+        );
         let mut edited = b.clone();
         edited.body = edited.body.replace("Encrypt", "Decrypt");
         assert!(check_link(&a.hash, &edited).is_err());

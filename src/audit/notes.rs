@@ -53,7 +53,10 @@ pub fn key(arn: &str) {
 
 /// The call's encryption context.
 pub fn context(ctx: &EncryptionContext) {
-    with(|n| n.encryption_context.extend(ctx.entries().iter().map(|(k, v)| (k.clone(), v.clone()))));
+    with(|n| {
+        n.encryption_context
+            .extend(ctx.entries().iter().map(|(k, v)| (k.clone(), v.clone())))
+    });
 }
 
 /// A grant allowed the call.

@@ -56,6 +56,9 @@ enum Command {
     /// Search, verify and export the audit trail; read key configuration history.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Load a kmsd endpoint and report requests/s and latency percentiles,
+    /// beside a bare tonic baseline measured in the same run.
+    Bench(BenchArgs),
     /// Users, groups, roles, identity policies, MFA and AssumeRole.
     #[command(subcommand)]
     Iam(IamCmd),
@@ -169,6 +172,46 @@ enum PolicyCmd {
         #[arg(long)]
         bypass_policy_lockout_safety_check: bool,
     },
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// An operation (encrypt, decrypt, generate-data-key,
+    /// generate-data-key-without-plaintext, re-encrypt, describe-key), or a
+    /// weighted mix such as encrypt=3,decrypt=1.
+    #[arg(long, default_value = "encrypt")]
+    op: String,
+    /// Plaintext (and baseline payload) size in bytes.
+    #[arg(long, default_value_t = 64)]
+    payload_size: usize,
+    /// Calls in flight.
+    #[arg(short = 'c', long, default_value_t = 64)]
+    concurrency: usize,
+    /// HTTP/2 connections shared by the calls in flight.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Seconds to run each phase (ignored with --requests).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Stop each phase after this many requests instead.
+    #[arg(long)]
+    requests: Option<u64>,
+    /// The key to use; by default one is created for the run and scheduled
+    /// for deletion (7 days) afterwards.
+    #[arg(long)]
+    key: Option<String>,
+    /// Encryption context entries, k=v.
+    #[arg(long = "context", value_parser = parse_kv)]
+    context: Vec<(String, String)>,
+    /// Measure only the baseline.
+    #[arg(long)]
+    baseline: bool,
+    /// Skip the baseline.
+    #[arg(long, conflicts_with = "baseline")]
+    no_baseline: bool,
+    /// table or json.
+    #[arg(long, default_value = "table")]
+    output: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -339,7 +382,7 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
@@ -665,6 +708,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Iam(cmd) => run_iam(cmd, &mut iam, &cli.conn, &endpoint).await,
         Command::Grant(cmd) => run_grant(cmd, &mut kms).await,
         Command::Audit(cmd) => run_audit(cmd, &cli.conn).await,
+        Command::Bench(args) => run_bench(args, &cli.conn, &mut kms, &endpoint).await,
         Command::EncryptBlob {
             key,
             context: ctx,
@@ -1227,5 +1271,145 @@ async fn run_audit(cmd: AuditCmd, conn: &Conn) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+fn parse_mix(s: &str) -> anyhow::Result<Vec<(kmsd::bench::BenchOp, u32)>> {
+    s.split(',')
+        .map(|part| {
+            let (name, weight) = part.split_once('=').unwrap_or((part, "1"));
+            let op = kmsd::bench::BenchOp::parse(name.trim())
+                .ok_or_else(|| anyhow!("'{name}' is not a bench operation"))?;
+            let w: u32 = weight
+                .trim()
+                .parse()
+                .with_context(|| format!("'{weight}' is not a weight"))?;
+            anyhow::ensure!(w > 0, "weights must be positive");
+            Ok((op, w))
+        })
+        .collect()
+}
+
+fn report_json(r: &kmsd::bench::Report) -> Value {
+    json!({
+        "target": r.target,
+        "requests": r.requests,
+        "requests_per_second": (r.rps * 10.0).round() / 10.0,
+        "latency_us": {"p50": r.p50_us, "p90": r.p90_us, "p99": r.p99_us, "p99_9": r.p999_us, "max": r.max_us},
+        "errors": r.errors,
+        "elapsed_seconds": r.elapsed.as_secs_f64(),
+    })
+}
+
+async fn run_bench(
+    a: BenchArgs,
+    conn: &Conn,
+    kms: &mut KmsClient,
+    endpoint: &str,
+) -> anyhow::Result<()> {
+    use kmsd::bench::{LoadShape, run_baseline, run_kms, start_baseline};
+    anyhow::ensure!(
+        a.output == "table" || a.output == "json",
+        "--output must be table or json"
+    );
+    anyhow::ensure!(
+        a.concurrency > 0 && a.connections > 0,
+        "--concurrency and --connections must be positive"
+    );
+    let mix = parse_mix(&a.op)?;
+    let shape = LoadShape {
+        concurrency: a.concurrency,
+        connections: a.connections,
+        duration: a
+            .requests
+            .is_none()
+            .then(|| std::time::Duration::from_secs_f64(a.duration.max(0.1))),
+        requests: a.requests,
+        payload_size: a.payload_size,
+    };
+    let mut reports = Vec::new();
+    if !a.no_baseline {
+        let (addr, stop) = start_baseline().await?;
+        reports.push(run_baseline(&format!("http://{addr}"), &shape).await?);
+        let _ = stop.send(());
+    }
+    if !a.baseline {
+        let (key, created) = match a.key {
+            Some(k) => (k, false),
+            None => {
+                let r = kms
+                    .create_key(pb::CreateKeyRequest {
+                        description: Some("kmsctl bench".into()),
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner();
+                (r.key_metadata.map(|m| m.key_id).unwrap_or_default(), true)
+            }
+        };
+        let path = credentials_path(conn)?;
+        let profile = kmsd::profile::load(&path, &conn.profile)?;
+        let auth = BearerAuth::new(
+            &profile.access_key_id,
+            &profile.secret_access_key,
+            profile.session_token.as_ref().map(|t| t.as_str()),
+        )?;
+        let result = run_kms(endpoint, auth, &key, context(a.context), &mix, &shape).await;
+        if created {
+            kms.schedule_key_deletion(pb::ScheduleKeyDeletionRequest {
+                key_id: key.clone(),
+                pending_window_in_days: Some(7),
+            })
+            .await?;
+        }
+        reports.push(result?);
+    }
+    let ratio = match reports.as_slice() {
+        [b, k] if b.rps > 0.0 => Some(k.rps / b.rps),
+        _ => None,
+    };
+    if a.output == "json" {
+        return print(&json!({
+            "concurrency": a.concurrency,
+            "connections": a.connections,
+            "payload_size": a.payload_size,
+            "reports": reports.iter().map(report_json).collect::<Vec<_>>(),
+            "ratio_to_baseline": ratio.map(|r| (r * 1000.0).round() / 1000.0),
+        }));
+    }
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{} in flight over {} connections, {} B payload\n",
+        a.concurrency, a.connections, a.payload_size
+    ));
+    out.push_str(&format!(
+        "{:<36} {:>9} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8}  errors\n",
+        "target", "requests", "req/s", "p50 us", "p90 us", "p99 us", "p99.9 us", "max us"
+    ));
+    for r in &reports {
+        let errors: Vec<String> = r.errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out.push_str(&format!(
+            "{:<36} {:>9} {:>10.0} {:>8} {:>8} {:>8} {:>8} {:>8}  {}\n",
+            r.target,
+            r.requests,
+            r.rps,
+            r.p50_us,
+            r.p90_us,
+            r.p99_us,
+            r.p999_us,
+            r.max_us,
+            if errors.is_empty() {
+                "0".to_owned()
+            } else {
+                errors.join(" ")
+            }
+        ));
+    }
+    if let Some(r) = ratio {
+        out.push_str(&format!("kmsd / baseline: {:.1}%\n", r * 100.0));
+    }
+    match write!(std::io::stdout().lock(), "{out}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
     }
 }

@@ -42,7 +42,11 @@ impl Kms {
             let cut = Timestamp(now.0 - i64::from(days) * Timestamp::DAY_MS);
             let pruned = self.store.prune_audit(cut).await?;
             if pruned > 0 {
-                tracing::info!(pruned, retention_days = days, "audit events past retention pruned; the chain keeps the hash at the cut");
+                tracing::info!(
+                    pruned,
+                    retention_days = days,
+                    "audit events past retention pruned; the chain keeps the hash at the cut"
+                );
             }
         }
         for id in self.store.keys_due_for_rotation(now).await? {

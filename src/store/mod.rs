@@ -278,7 +278,12 @@ pub trait Store: Send + Sync + 'static {
     /// queued before it) and stores it; returns its sequence number.
     async fn append_audit(&self, record: AuditRecord) -> Result<u64>;
     /// Events newest first, before sequence `before`, matching `filter`.
-    async fn lookup_audit(&self, filter: AuditFilter, before: Option<u64>, limit: usize) -> Result<Vec<(u64, String)>>;
+    async fn lookup_audit(
+        &self,
+        filter: AuditFilter,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, String)>>;
     /// Stored events in chain order after sequence `after`, for verification.
     async fn audit_chain(&self, after: u64, limit: usize) -> Result<Vec<ChainRow>>;
     /// The last pruned event's sequence and hash, if retention has pruned.
@@ -286,7 +291,10 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes events older than `before`, recording the hash at the cut.
     async fn prune_audit(&self, before: Timestamp) -> Result<usize>;
     /// A key's configuration versions: (version, account, time, JSON).
-    async fn key_config_history(&self, key_id: Uuid) -> Result<Vec<(u64, String, Timestamp, String)>>;
+    async fn key_config_history(
+        &self,
+        key_id: Uuid,
+    ) -> Result<Vec<(u64, String, Timestamp, String)>>;
 
     /// Records that the code of `step` was used, if no code of that step or
     /// a later one was; returns false for a replayed code.

@@ -8,8 +8,10 @@
 //! caller is answered. A few read connections serve queries from
 //! `spawn_blocking`; no lock is held across an `.await`.
 
+use std::any::Any;
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
@@ -36,8 +38,14 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_audit.sql"),
 ];
 
+/// Most cached reads kept; the cache is cleared when it is full.
+const CACHE_LIMIT: usize = 65_536;
+
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 512;
+
+/// A cached read: the cache generation it was read at, and the value.
+type CacheEntry = (u64, Arc<dyn Any + Send + Sync>);
 
 type Reply = Box<dyn FnOnce(Option<Arc<rusqlite::Error>>) + Send>;
 type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
@@ -45,11 +53,19 @@ type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
 /// A SQLite database with one writer thread and a pool of readers.
 pub struct SqliteStore {
     jobs: Option<mpsc::Sender<Job>>,
+    /// Moves on with every committed write that may change cached rows.
+    generation: Arc<AtomicU64>,
+    /// Hot rows (credentials, keys, key versions, policies, grants) by
+    /// query, with the generation they were read at.
+    cache: Mutex<HashMap<String, CacheEntry>>,
     clock: Arc<dyn Clock>,
     checkpoint: Arc<AtomicBool>,
     readers: Arc<Vec<Mutex<Connection>>>,
     next_reader: AtomicUsize,
     writer: Mutex<Option<thread::JoinHandle<()>>>,
+    /// Tells the checkpoint thread to stop.
+    closing: Arc<AtomicBool>,
+    checkpoint_thread: Mutex<Option<thread::JoinHandle<()>>>,
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
@@ -96,6 +112,17 @@ impl SqliteStore {
         }
         configure(&writer)?;
         migrate(&mut writer)?;
+        // Checkpoints run on their own thread (below), so that copying the
+        // WAL into the database never stalls a batch of the writer.
+        writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+        writer.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+        let checkpointer = Connection::open(path)?;
+        configure(&checkpointer)?;
+        let closing = Arc::new(AtomicBool::new(false));
+        let stop = Arc::clone(&closing);
+        let checkpoint_thread = thread::Builder::new()
+            .name("kmsd-sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(&checkpointer, &stop))?;
 
         let mut pool = Vec::new();
         for _ in 0..readers.max(1) {
@@ -117,11 +144,15 @@ impl SqliteStore {
             .spawn(move || writer_loop(writer, rx, &flag))?;
         Ok(Self {
             jobs: Some(tx),
+            generation: Arc::new(AtomicU64::new(0)),
+            cache: Mutex::new(HashMap::new()),
             clock,
             checkpoint,
             readers: Arc::new(pool),
             next_reader: AtomicUsize::new(0),
             writer: Mutex::new(Some(handle)),
+            closing,
+            checkpoint_thread: Mutex::new(Some(checkpoint_thread)),
         })
     }
 
@@ -131,10 +162,32 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        self.write_job(f, true, true).await
+    }
+
+    /// Runs `f` in the writer's next batch; answers after the batch commits.
+    /// A job that may change what the read cache holds (`invalidates`)
+    /// moves the cache generation on before its caller is answered.
+    /// `savepoint`: run the job in its own savepoint, so that its failure
+    /// undoes its partial work without touching the rest of the batch; a
+    /// job of one insert does not need one (SQLite undoes a failed statement).
+    async fn write_job<T, F>(&self, f: F, invalidates: bool, savepoint: bool) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel::<Result<T>>();
+        let generation = Arc::clone(&self.generation);
         let job: Job = Box::new(move |conn: &Connection| {
-            let outcome = in_savepoint(conn, f);
+            let outcome = if savepoint {
+                in_savepoint(conn, f)
+            } else {
+                f(conn)
+            };
             Box::new(move |commit_error: Option<Arc<rusqlite::Error>>| {
+                if invalidates {
+                    generation.fetch_add(1, Ordering::AcqRel);
+                }
                 let result = match commit_error {
                     Some(e) => Err(Error::Commit(e)),
                     None => outcome,
@@ -146,6 +199,34 @@ impl SqliteStore {
         let jobs = self.jobs.as_ref().ok_or(Error::Closed)?;
         jobs.send(job).await.map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// A read served from the cache when nothing was written since it was
+    /// cached. Entries are tagged with the generation read *before* the
+    /// query, so a write that commits during the query makes them stale.
+    async fn cached<T, F>(&self, key: String, f: F) -> Result<T>
+    where
+        T: Clone + Send + Sync + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let generation = self.generation.load(Ordering::Acquire);
+        {
+            // Never held across an await: released at the end of this block.
+            let map = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((g, v)) = map.get(&key)
+                && *g == generation
+                && let Some(v) = v.downcast_ref::<T>()
+            {
+                return Ok(v.clone());
+            }
+        }
+        let value = self.read(f).await?;
+        let mut map = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= CACHE_LIMIT {
+            map.clear();
+        }
+        map.insert(key, (generation, Arc::new(value.clone())));
+        Ok(value)
     }
 
     /// Runs a query on a read connection, off the async threads.
@@ -189,6 +270,16 @@ impl Drop for SqliteStore {
         if let Some(h) = handle {
             let _ = h.join();
         }
+        self.closing.store(true, Ordering::SeqCst);
+        let checkpointer = self
+            .checkpoint_thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(h) = checkpointer {
+            h.thread().unpark();
+            let _ = h.join();
+        }
     }
 }
 
@@ -200,6 +291,17 @@ fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) 
         Err(_) => conn.execute_batch("ROLLBACK TO job; RELEASE job")?,
     }
     r
+}
+
+/// Folds the WAL into the database every few hundred milliseconds, without
+/// blocking readers or the writer (PASSIVE), until the store closes.
+fn checkpoint_loop(conn: &Connection, closing: &AtomicBool) {
+    while !closing.load(Ordering::SeqCst) {
+        thread::park_timeout(std::time::Duration::from_millis(250));
+        if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+            tracing::debug!(error = %e, "passive WAL checkpoint did not run");
+        }
+    }
 }
 
 fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, checkpoint: &AtomicBool) {
@@ -422,8 +524,13 @@ fn snapshot_config(c: &Connection, id: Uuid, now: Timestamp) -> Result<()> {
                 .prepare_cached("SELECT account_id FROM key_config_history WHERE key_id = ?1 ORDER BY version DESC LIMIT 1")?
                 .query_row([&idt], |r| r.get(0))
                 .optional()?;
-            let Some(account) = account else { return Ok(()) };
-            (account, serde_json::json!({"keyId": idt, "state": "Destroyed"}))
+            let Some(account) = account else {
+                return Ok(());
+            };
+            (
+                account,
+                serde_json::json!({"keyId": idt, "state": "Destroyed"}),
+            )
         }
         Some(k) => {
             let aliases: Vec<String> = collect(
@@ -431,10 +538,14 @@ fn snapshot_config(c: &Connection, id: Uuid, now: Timestamp) -> Result<()> {
                     .query_map([&idt], |r| r.get(0))?,
             )?;
             let tags: Vec<(String, String)> = collect(
-                c.prepare_cached("SELECT tag_key, tag_value FROM tags WHERE key_id = ?1 ORDER BY tag_key")?
-                    .query_map([&idt], |r| Ok((r.get(0)?, r.get(1)?)))?,
+                c.prepare_cached(
+                    "SELECT tag_key, tag_value FROM tags WHERE key_id = ?1 ORDER BY tag_key",
+                )?
+                .query_map([&idt], |r| Ok((r.get(0)?, r.get(1)?)))?,
             )?;
-            let mut st = c.prepare_cached(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE key_id = ?1 ORDER BY grant_id"))?;
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {GRANT_COLUMNS} FROM grants WHERE key_id = ?1 ORDER BY grant_id"
+            ))?;
             let grants: Vec<serde_json::Value> = collect(st.query_map([&idt], grant_from_row)?)?
                 .into_iter()
                 .map(|g| {
@@ -587,7 +698,7 @@ impl Store for SqliteStore {
 
     async fn get_user(&self, account_id: &str, name: &str) -> Result<Option<User>> {
         let (a, n) = (account_id.to_owned(), name.to_owned());
-        self.read(move |c| {
+        self.cached(format!("user:{account_id}:{}", name.to_lowercase()), move |c| {
             Ok(c.prepare_cached("SELECT account_id, name, user_id, path, created_ms FROM users WHERE account_id = ?1 AND name = ?2")?
                 .query_row([a, n], user_from_row)
                 .optional()?)
@@ -643,7 +754,7 @@ impl Store for SqliteStore {
 
     async fn get_access_key(&self, id: &str) -> Result<Option<AccessKeyRecord>> {
         let id = id.to_owned();
-        self.read(move |c| {
+        self.cached(format!("ak:{id}"), move |c| {
             Ok(c.prepare_cached(
                 "SELECT id, account_id, user_name, wrapped_secret, status, created_ms FROM access_keys WHERE id = ?1",
             )?
@@ -711,7 +822,8 @@ impl Store for SqliteStore {
     }
 
     async fn get_key(&self, id: Uuid) -> Result<Option<KeyRecord>> {
-        self.read(move |c| Ok(load_key(c, id)?)).await
+        self.cached(format!("key:{id}"), move |c| Ok(load_key(c, id)?))
+            .await
     }
 
     async fn list_keys(
@@ -770,7 +882,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_key_version(&self, id: Uuid, version: u32) -> Result<Option<KeyVersion>> {
-        self.read(move |c| {
+        self.cached(format!("ver:{id}:{version}"), move |c| {
             Ok(c.prepare_cached(
                 "SELECT key_id, version, wrapped_material, created_ms, rotation_type FROM key_versions \
                  WHERE key_id = ?1 AND version = ?2",
@@ -817,7 +929,8 @@ impl Store for SqliteStore {
                     .execute([&idt])?;
                 c.prepare_cached("DELETE FROM tags WHERE key_id = ?1")?
                     .execute([&idt])?;
-                c.prepare_cached("DELETE FROM keys WHERE id = ?1")?.execute([&idt])?;
+                c.prepare_cached("DELETE FROM keys WHERE id = ?1")?
+                    .execute([&idt])?;
                 snapshot_config(c, id, now)?;
                 checkpoint.store(true, Ordering::SeqCst);
                 Ok(true)
@@ -1069,7 +1182,7 @@ impl Store for SqliteStore {
 
     async fn get_role(&self, account_id: &str, name: &str) -> Result<Option<Role>> {
         let (a, n) = (account_id.to_owned(), name.to_owned());
-        self.read(move |c| {
+        self.cached(format!("role:{account_id}:{}", name.to_lowercase()), move |c| {
             Ok(c.prepare_cached(
                 "SELECT account_id, name, role_id, path, trust_policy, max_session_secs, description, created_ms \
                  FROM roles WHERE account_id = ?1 AND name = ?2",
@@ -1169,7 +1282,7 @@ impl Store for SqliteStore {
 
     async fn user_policies(&self, account_id: &str, user: &str) -> Result<Vec<String>> {
         let (a, u) = (account_id.to_owned(), user.to_owned());
-        self.read(move |c| {
+        self.cached(format!("upol:{account_id}:{}", user.to_lowercase()), move |c| {
             let mut st = c.prepare_cached(
                 "SELECT document FROM identity_policies \
                  WHERE account_id = ?1 AND principal_type = 'user' AND principal_name = ?2 \
@@ -1185,7 +1298,7 @@ impl Store for SqliteStore {
 
     async fn role_policies(&self, account_id: &str, role: &str) -> Result<Vec<String>> {
         let (a, r) = (account_id.to_owned(), role.to_owned());
-        self.read(move |c| {
+        self.cached(format!("rpol:{account_id}:{}", role.to_lowercase()), move |c| {
             let mut st = c.prepare_cached(
                 "SELECT document FROM identity_policies WHERE account_id = ?1 AND principal_type = 'role' AND principal_name = ?2",
             )?;
@@ -1219,7 +1332,7 @@ impl Store for SqliteStore {
 
     async fn get_session(&self, access_key_id: &str) -> Result<Option<SessionRecord>> {
         let id = access_key_id.to_owned();
-        self.read(move |c| {
+        self.cached(format!("sess:{access_key_id}"), move |c| {
             Ok(c.prepare_cached(
                 "SELECT access_key_id, account_id, role_name, session_name, wrapped_secret, token_hash, mfa, source_arn, \
                  expires_ms, created_ms FROM sessions WHERE access_key_id = ?1",
@@ -1404,16 +1517,19 @@ impl Store for SqliteStore {
 
     async fn grants_for(&self, key_id: Uuid, grantees: Vec<String>) -> Result<Vec<Grant>> {
         let id = key_id.to_string();
-        self.read(move |c| {
-            let mut st = c.prepare_cached(&format!(
-                "SELECT {GRANT_COLUMNS} FROM grants WHERE key_id = ?1 AND grantee = ?2"
-            ))?;
-            let mut out = Vec::new();
-            for g in &grantees {
-                out.extend(collect(st.query_map([&id, g], grant_from_row)?)?);
-            }
-            Ok(out)
-        })
+        self.cached(
+            format!("grants:{key_id}:{}", grantees.join(" ")),
+            move |c| {
+                let mut st = c.prepare_cached(&format!(
+                    "SELECT {GRANT_COLUMNS} FROM grants WHERE key_id = ?1 AND grantee = ?2"
+                ))?;
+                let mut out = Vec::new();
+                for g in &grantees {
+                    out.extend(collect(st.query_map([&id, g], grant_from_row)?)?);
+                }
+                Ok(out)
+            },
+        )
         .await
     }
 
@@ -1425,7 +1541,10 @@ impl Store for SqliteStore {
                 .prepare_cached("SELECT key_id FROM grants WHERE grant_id = ?1")?
                 .query_row([&id], |r| r.get(0))
                 .optional()?;
-            let deleted = c.prepare_cached("DELETE FROM grants WHERE grant_id = ?1")?.execute([&id])? > 0;
+            let deleted = c
+                .prepare_cached("DELETE FROM grants WHERE grant_id = ?1")?
+                .execute([&id])?
+                > 0;
             if let Some(k) = key {
                 snapshot_config(c, parse_uuid(&k)?, now)?;
             }
@@ -1435,7 +1554,13 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, r: AuditRecord) -> Result<u64> {
-        self.write(move |c| {
+        // Serialise outside the writer thread unless the body needs the
+        // pending-deletion counter, which only the writer can read.
+        let prebuilt = r
+            .pending_deletion_key
+            .is_none()
+            .then(|| r.canonical_json(0));
+        self.write_job(move |c| {
             let attempt: u64 = match &r.pending_deletion_key {
                 Some(k) => c
                     .prepare_cached(
@@ -1457,7 +1582,7 @@ impl Store for SqliteStore {
                     .optional()?
                     .unwrap_or_else(|| GENESIS.to_vec()),
             };
-            let body = r.canonical_json(attempt);
+            let body = prebuilt.unwrap_or_else(|| r.canonical_json(attempt));
             let hash = chain_hash(&prev, &body);
             c.prepare_cached(
                 "INSERT INTO audit_events (time_ms, account_id, principal_arn, operation, outcome, key_arns, body, prev_hash, hash) \
@@ -1475,15 +1600,20 @@ impl Store for SqliteStore {
                 hash.as_slice(),
             ])?;
             Ok(u64::try_from(c.last_insert_rowid()).unwrap_or(0))
-        })
+        }, false, false)
         .await
     }
 
-    async fn lookup_audit(&self, f: AuditFilter, before: Option<u64>, limit: usize) -> Result<Vec<(u64, String)>> {
+    async fn lookup_audit(
+        &self,
+        f: AuditFilter,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, String)>> {
         self.read(move |c| {
             let mut st = c.prepare_cached(
                 "SELECT seq, body FROM audit_events WHERE seq < ?1 \
-                 AND (?2 IS NULL OR account_id = ?2) AND (?3 IS NULL OR time_ms >= ?3) AND (?4 IS NULL OR time_ms <= ?4) \
+                 AND (?2 IS NULL OR account_id = ?2 OR key_arns LIKE ('%:' || ?2 || ':key/%')) AND (?3 IS NULL OR time_ms >= ?3) AND (?4 IS NULL OR time_ms <= ?4) \
                  AND (?5 IS NULL OR (' ' || key_arns || ' ') LIKE ('% ' || ?5 || ' %') ESCAPE '\\') \
                  AND (?6 IS NULL OR principal_arn = ?6) AND (?7 IS NULL OR operation = ?7) AND (?8 IS NULL OR outcome = ?8) \
                  ORDER BY seq DESC LIMIT ?9",
@@ -1533,9 +1663,13 @@ impl Store for SqliteStore {
 
     async fn audit_anchor(&self) -> Result<Option<(u64, Vec<u8>)>> {
         self.read(move |c| {
-            Ok(c.prepare_cached("SELECT seq, hash FROM audit_anchor WHERE id = 1")?
-                .query_row([], |r| Ok((u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0), r.get(1)?)))
-                .optional()?)
+            Ok(
+                c.prepare_cached("SELECT seq, hash FROM audit_anchor WHERE id = 1")?
+                    .query_row([], |r| {
+                        Ok((u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0), r.get(1)?))
+                    })
+                    .optional()?,
+            )
         })
         .await
     }
@@ -1558,7 +1692,10 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn key_config_history(&self, key_id: Uuid) -> Result<Vec<(u64, String, Timestamp, String)>> {
+    async fn key_config_history(
+        &self,
+        key_id: Uuid,
+    ) -> Result<Vec<(u64, String, Timestamp, String)>> {
         self.read(move |c| {
             let mut st = c.prepare_cached(
                 "SELECT version, account_id, changed_ms, config FROM key_config_history WHERE key_id = ?1 ORDER BY version",
