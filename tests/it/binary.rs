@@ -627,3 +627,58 @@ async fn kmsctl_cross_account_grant() {
     );
     assert_eq!(decrypt().status.code(), Some(3), "revoked at once");
 }
+
+/// `kmsctl bench` smoke test: a few hundred requests against a real daemon,
+/// a report with every field, zero errors, the baseline beside it, and the
+/// key it made for the run scheduled for deletion. No speed is asserted.
+#[tokio::test]
+async fn kmsctl_bench_reports_every_field() {
+    let (_t, dir) = data_dir();
+    let _d = Kmsd::start(&dir);
+    let out = json(&kmsctl(
+        &dir,
+        &[
+            "bench",
+            "--op",
+            "encrypt=2,decrypt=1,generate-data-key=1,describe-key=1",
+            "--requests",
+            "300",
+            "-c",
+            "8",
+            "--connections",
+            "2",
+            "--output",
+            "json",
+        ],
+        None,
+    ));
+    let reports = out["reports"].as_array().unwrap();
+    assert_eq!(reports.len(), 2, "baseline and kmsd");
+    assert_eq!(reports[0]["target"], "baseline echo");
+    for r in reports {
+        assert_eq!(r["requests"], 300, "{r}");
+        assert!(r["requests_per_second"].as_f64().unwrap() > 0.0);
+        for p in ["p50", "p90", "p99", "p99_9", "max"] {
+            assert!(r["latency_us"][p].as_u64().unwrap() > 0, "{p} in {r}");
+        }
+        assert_eq!(r["errors"], serde_json::json!({}), "no errors: {r}");
+    }
+    assert!(out["ratio_to_baseline"].as_f64().unwrap() > 0.0);
+    let keys = json(&kmsctl(&dir, &["key", "list"], None));
+    let key = keys["Keys"][0]["KeyId"].as_str().unwrap().to_owned();
+    let described = json(&kmsctl(&dir, &["key", "describe", &key], None));
+    assert_eq!(
+        described["KeyMetadata"]["KeyState"], "PendingDeletion",
+        "the run's key is cleaned up"
+    );
+    let table = kmsctl(
+        &dir,
+        &["bench", "--requests", "50", "-c", "2", "--connections", "1"],
+        None,
+    );
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("baseline echo") && text.contains("kmsd / baseline"),
+        "{text}"
+    );
+}
