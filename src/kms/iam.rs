@@ -4,6 +4,7 @@
 //! root may do everything; anyone else needs an identity policy allowing the
 //! `iam:` action, except that a user may always manage its own access keys.
 
+use super::iam_ext::{validate_name, validate_path};
 use super::{Kms, paging};
 use crate::crypto::secret::SecretBytes;
 use crate::crypto::wrap;
@@ -32,29 +33,7 @@ pub struct AccessKeyCreated {
 }
 
 fn validate_user_name(name: &str) -> Result<()> {
-    let ok = (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
-    if !ok {
-        return Err(KmsError::validation(format!(
-            "user name '{name}' must be 1 to 64 characters of letters, digits and +=,.@_-"
-        )));
-    }
-    Ok(())
-}
-
-fn validate_path(path: &str) -> Result<()> {
-    let ok = path.len() <= 512
-        && path.starts_with('/')
-        && path.ends_with('/')
-        && path.bytes().all(|b| (0x21..=0x7e).contains(&b));
-    if !ok {
-        return Err(KmsError::validation(format!(
-            "path '{path}' must begin and end with '/' and be at most 512 characters"
-        )));
-    }
-    Ok(())
+    validate_name("user name", name, 64)
 }
 
 impl Kms {

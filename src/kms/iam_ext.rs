@@ -44,7 +44,8 @@ pub struct AssumedRole {
     pub assumed_role_id: String,
 }
 
-fn validate_name(what: &str, name: &str, max: usize) -> Result<()> {
+/// Checks an IAM name: 1 to `max` characters of letters, digits and `+=,.@_-`.
+pub(super) fn validate_name(what: &str, name: &str, max: usize) -> Result<()> {
     let ok = (1..=max).contains(&name.len())
         && name
             .bytes()
@@ -57,7 +58,8 @@ fn validate_name(what: &str, name: &str, max: usize) -> Result<()> {
     Ok(())
 }
 
-fn validate_path(path: &str) -> Result<()> {
+/// Checks an IAM path: begins and ends with `/`, printable ASCII, at most 512.
+pub(super) fn validate_path(path: &str) -> Result<()> {
     let ok = path.len() <= 512
         && path.starts_with('/')
         && path.ends_with('/')
