@@ -108,3 +108,95 @@ pub fn clients(channel: Channel, auth: BearerAuth) -> (KmsClient, IdentityClient
         IdentityServiceClient::with_interceptor(channel, auth),
     )
 }
+
+/// Why an envelope operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    /// KMS refused GenerateDataKey or Decrypt.
+    #[error("{}", kms_message(.0))]
+    Kms(#[from] tonic::Status),
+    /// The envelope is malformed or was altered.
+    #[error(transparent)]
+    Format(#[from] crate::envelope::Error),
+    /// The envelope's context lacks an entry the caller required.
+    #[error("the envelope's encryption context does not contain {0}")]
+    ContextMismatch(String),
+}
+
+fn kms_message(s: &tonic::Status) -> String {
+    let name =
+        crate::server::grpc::status::error_name(s).unwrap_or_else(|| format!("{:?}", s.code()));
+    format!("{name}: {}", s.message())
+}
+
+/// Encrypts a stream of any size in the envelope format: one
+/// GenerateDataKey call, then local AES-256-GCM in segments. The data key
+/// is zeroized when this returns.
+pub async fn encrypt_stream<R, W>(
+    kms: &mut KmsClient,
+    key_id: &str,
+    context: std::collections::HashMap<String, String>,
+    input: &mut R,
+    output: &mut W,
+    segment_size: u32,
+) -> Result<u64, EnvelopeError>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let dk = kms
+        .generate_data_key(crate::pb::GenerateDataKeyRequest {
+            key_id: key_id.to_owned(),
+            key_spec: Some(crate::pb::DataKeySpec::Aes256 as i32),
+            encryption_context: context.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let data_key = crate::crypto::secret::SecretBytes::new(dk.plaintext);
+    Ok(crate::envelope::encrypt(
+        input,
+        output,
+        &data_key,
+        &dk.key_id,
+        dk.ciphertext_blob,
+        context.into(),
+        segment_size,
+    )
+    .await?)
+}
+
+/// Decrypts an envelope: KMS Decrypt unwraps its data key (under the
+/// context in its header, which must contain every `expected` pair), the
+/// key commitment is checked, then each segment is authenticated before it
+/// is written.
+pub async fn decrypt_stream<R, W>(
+    kms: &mut KmsClient,
+    expected: &std::collections::HashMap<String, String>,
+    input: &mut R,
+    output: &mut W,
+) -> Result<u64, EnvelopeError>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut kms = kms.clone();
+    crate::envelope::decrypt(input, output, |header| async move {
+        for (k, v) in expected {
+            if header.context.entries().get(k) != Some(v) {
+                return Err(EnvelopeError::ContextMismatch(format!("{k}={v}")));
+            }
+        }
+        let r = kms
+            .decrypt(crate::pb::DecryptRequest {
+                ciphertext_blob: header.wrapped_key,
+                key_id: Some(header.key_arn),
+                encryption_context: header.context.entries().clone().into_iter().collect(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        Ok(crate::crypto::secret::SecretBytes::new(r.plaintext))
+    })
+    .await
+}

@@ -20,6 +20,7 @@ pub mod client;
 pub mod clock;
 pub mod crypto;
 pub mod daemon;
+pub mod envelope;
 pub mod error;
 pub mod identity;
 pub mod kms;

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
@@ -62,6 +62,35 @@ enum Command {
     /// Users, groups, roles, identity policies, MFA and AssumeRole.
     #[command(subcommand)]
     Iam(IamCmd),
+    /// Encrypt a file (or - for stdin) of any size in the envelope format:
+    /// one data key from KMS, then local AES-256-GCM in segments.
+    Encrypt {
+        /// Key id, ARN or alias.
+        #[arg(long)]
+        key: String,
+        /// Encryption context entries, k=v (stored in the header).
+        #[arg(long = "context", value_parser = parse_kv)]
+        context: Vec<(String, String)>,
+        /// Plaintext bytes per segment.
+        #[arg(long, default_value_t = kmsd::envelope::DEFAULT_SEGMENT)]
+        segment_size: u32,
+        /// Input file, or -.
+        input: PathBuf,
+        /// Output file, or -.
+        output: PathBuf,
+    },
+    /// Decrypt an envelope. To a file, all or nothing: the plaintext is
+    /// written to a temporary file that replaces OUT only once every
+    /// segment has been authenticated.
+    Decrypt {
+        /// Entries the envelope's context must contain, k=v.
+        #[arg(long = "context", value_parser = parse_kv)]
+        context: Vec<(String, String)>,
+        /// Input file, or -.
+        input: PathBuf,
+        /// Output file, or -.
+        output: PathBuf,
+    },
     /// Encrypt up to 4096 bytes with a key (KMS Encrypt); writes the ciphertext blob.
     EncryptBlob {
         /// Key id, ARN or alias.
@@ -709,6 +738,48 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Grant(cmd) => run_grant(cmd, &mut kms).await,
         Command::Audit(cmd) => run_audit(cmd, &cli.conn).await,
         Command::Bench(args) => run_bench(args, &cli.conn, &mut kms, &endpoint).await,
+        Command::Encrypt {
+            key,
+            context: ctx,
+            segment_size,
+            input,
+            output,
+        } => {
+            let mut reader = open_input(&input).await?;
+            let ctx = context(ctx);
+            if output.as_os_str() == "-" {
+                let mut out = tokio::io::stdout();
+                client::encrypt_stream(&mut kms, &key, ctx, &mut reader, &mut out, segment_size)
+                    .await?;
+                return Ok(());
+            }
+            let (tmp, mut file) = temp_output(&output).await?;
+            let r =
+                client::encrypt_stream(&mut kms, &key, ctx, &mut reader, &mut file, segment_size)
+                    .await;
+            finish_output(tmp, &output, file, r).await?;
+            Ok(())
+        }
+        Command::Decrypt {
+            context: ctx,
+            input,
+            output,
+        } => {
+            let mut reader = open_input(&input).await?;
+            let expected = context(ctx);
+            if output.as_os_str() == "-" {
+                // Only authenticated segments are written, but a stream
+                // truncated later fails after earlier segments went out:
+                // decrypt to a file for all or nothing.
+                let mut out = tokio::io::stdout();
+                client::decrypt_stream(&mut kms, &expected, &mut reader, &mut out).await?;
+                return Ok(());
+            }
+            let (tmp, mut file) = temp_output(&output).await?;
+            let r = client::decrypt_stream(&mut kms, &expected, &mut reader, &mut file).await;
+            finish_output(tmp, &output, file, r).await?;
+            Ok(())
+        }
         Command::EncryptBlob {
             key,
             context: ctx,
@@ -1411,5 +1482,72 @@ async fn run_bench(
     match write!(std::io::stdout().lock(), "{out}") {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
+    }
+}
+
+async fn open_input(p: &PathBuf) -> anyhow::Result<Box<dyn tokio::io::AsyncRead + Unpin + Send>> {
+    if p.as_os_str() == "-" {
+        Ok(Box::new(tokio::io::stdin()))
+    } else {
+        let f = tokio::fs::File::open(p)
+            .await
+            .with_context(|| format!("opening {}", p.display()))?;
+        Ok(Box::new(tokio::io::BufReader::with_capacity(256 * 1024, f)))
+    }
+}
+
+/// A temporary file beside `p` (mode 0600), to be renamed over `p` only
+/// when everything written to it is good.
+async fn temp_output(p: &Path) -> anyhow::Result<(PathBuf, tokio::io::BufWriter<tokio::fs::File>)> {
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = p.with_file_name(format!(".{name}.kmsctl-{}", std::process::id()));
+    let file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .await
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    Ok((tmp, tokio::io::BufWriter::with_capacity(256 * 1024, file)))
+}
+
+/// Renames the temporary file over `p` if `result` is good; removes it
+/// otherwise, so a failed decryption never leaves partial plaintext.
+async fn finish_output<T, E: Into<anyhow::Error>>(
+    tmp: PathBuf,
+    p: &Path,
+    mut writer: tokio::io::BufWriter<tokio::fs::File>,
+    result: Result<T, E>,
+) -> anyhow::Result<T> {
+    use tokio::io::AsyncWriteExt;
+    let synced = match &result {
+        Ok(_) => {
+            let flushed = writer.flush().await;
+            match flushed {
+                Ok(()) => writer.get_ref().sync_all().await,
+                Err(e) => Err(e),
+            }
+        }
+        Err(_) => Ok(()),
+    };
+    drop(writer);
+    match (result, synced) {
+        (Ok(v), Ok(())) => {
+            tokio::fs::rename(&tmp, p)
+                .await
+                .with_context(|| format!("writing {}", p.display()))?;
+            Ok(v)
+        }
+        (Ok(_), Err(e)) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            Err(anyhow::Error::from(e).context(format!("writing {}", p.display())))
+        }
+        (Err(e), _) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            Err(e.into())
+        }
     }
 }

@@ -9,6 +9,7 @@ mod aliases_tags;
 mod binary;
 mod crypto_ops;
 mod deletion;
+mod envelope;
 mod grants;
 mod identity;
 mod lifecycle;
