@@ -682,3 +682,88 @@ async fn kmsctl_bench_reports_every_field() {
         "{text}"
     );
 }
+
+/// `kmsctl encrypt`/`decrypt` for files: a round trip, the context check,
+/// and a tampered envelope that leaves no output file behind.
+#[tokio::test]
+async fn kmsctl_encrypts_files_of_any_size() {
+    let (_t, dir) = data_dir();
+    let _d = Kmsd::start(&dir);
+    let key = json(&kmsctl(&dir, &["key", "create"], None))["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let plain = dir.join("report.pdf");
+    let data: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(&plain, &data).unwrap();
+    let (enc, out) = (dir.join("report.pdf.kmse"), dir.join("copy.pdf"));
+    let p = |x: &PathBuf| x.to_str().unwrap().to_owned();
+    let r = kmsctl(
+        &dir,
+        &[
+            "encrypt",
+            "--key",
+            &key,
+            "--context",
+            "file=report",
+            &p(&plain),
+            &p(&enc),
+        ],
+        None,
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(
+        std::fs::metadata(&enc).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let r = kmsctl(
+        &dir,
+        &["decrypt", "--context", "file=report", &p(&enc), &p(&out)],
+        None,
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(std::fs::read(&out).unwrap(), data);
+
+    let wrong = kmsctl(
+        &dir,
+        &[
+            "decrypt",
+            "--context",
+            "file=other",
+            &p(&enc),
+            &p(&dir.join("x")),
+        ],
+        None,
+    );
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(!dir.join("x").exists());
+
+    let mut bad = std::fs::read(&enc).unwrap();
+    let at = bad.len() - 1000;
+    bad[at] ^= 1;
+    let tampered = dir.join("bad.kmse");
+    std::fs::write(&tampered, &bad).unwrap();
+    let r = kmsctl(
+        &dir,
+        &["decrypt", &p(&tampered), &p(&dir.join("bad.out"))],
+        None,
+    );
+    assert_eq!(r.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("altered"),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert!(
+        !dir.join("bad.out").exists(),
+        "no partial plaintext is left behind"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".kmsctl-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files are removed");
+}
