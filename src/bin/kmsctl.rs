@@ -35,12 +35,28 @@ struct Conn {
     /// Endpoint, overriding the profile's.
     #[arg(long, global = true, env = "KMS_ENDPOINT")]
     endpoint: Option<String>,
+    /// Access key id, overriding the profile's (with the secret below).
+    #[arg(long, global = true, env = "KMS_ACCESS_KEY_ID")]
+    access_key_id: Option<String>,
+    /// Secret access key; prefer the environment variable to the flag.
+    #[arg(
+        long,
+        global = true,
+        env = "KMS_SECRET_ACCESS_KEY",
+        hide_env_values = true
+    )]
+    secret_access_key: Option<String>,
+    /// Session token of temporary credentials.
+    #[arg(long, global = true, env = "KMS_SESSION_TOKEN", hide_env_values = true)]
+    session_token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Who the credentials belong to (GetCallerIdentity).
     Whoami,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
     /// Manage keys.
     #[command(subcommand)]
     Key(KeyCmd),
@@ -466,17 +482,7 @@ type AuditClient = pb::audit_service_client::AuditServiceClient<
 >;
 
 async fn connect_audit(conn: &Conn) -> anyhow::Result<AuditClient> {
-    let path = credentials_path(conn)?;
-    let profile = kmsd::profile::load(&path, &conn.profile)?;
-    let endpoint = conn
-        .endpoint
-        .clone()
-        .unwrap_or_else(|| profile.endpoint.clone());
-    let auth = BearerAuth::new(
-        &profile.access_key_id,
-        &profile.secret_access_key,
-        profile.session_token.as_ref().map(|t| t.as_str()),
-    )?;
+    let (endpoint, auth) = resolve(conn)?;
     Ok(
         pb::audit_service_client::AuditServiceClient::with_interceptor(
             client::connect(&endpoint).await?,
@@ -485,9 +491,28 @@ async fn connect_audit(conn: &Conn) -> anyhow::Result<AuditClient> {
     )
 }
 
-async fn connect(conn: &Conn) -> anyhow::Result<(KmsClient, IdentityClient, String)> {
-    let path = credentials_path(conn)?;
-    let profile = kmsd::profile::load(&path, &conn.profile)?;
+/// The endpoint and credentials to use: `--access-key-id` and
+/// `--secret-access-key` (or `KMS_ACCESS_KEY_ID`, `KMS_SECRET_ACCESS_KEY`,
+/// `KMS_SESSION_TOKEN`) if given, else the profile; `--endpoint`
+/// (`KMS_ENDPOINT`) overrides the profile's endpoint.
+fn resolve(conn: &Conn) -> anyhow::Result<(String, BearerAuth)> {
+    if let (Some(id), Some(secret)) = (&conn.access_key_id, &conn.secret_access_key) {
+        let endpoint = match &conn.endpoint {
+            Some(e) => e.clone(),
+            None => kmsd::profile::load(&credentials_path(conn)?, &conn.profile)
+                .map(|p| p.endpoint)
+                .map_err(|_| {
+                    anyhow!(
+                        "with credentials from the environment, give --endpoint or KMS_ENDPOINT"
+                    )
+                })?,
+        };
+        return Ok((
+            endpoint,
+            BearerAuth::new(id, secret, conn.session_token.as_deref())?,
+        ));
+    }
+    let profile = kmsd::profile::load(&credentials_path(conn)?, &conn.profile)?;
     let endpoint = conn
         .endpoint
         .clone()
@@ -497,6 +522,11 @@ async fn connect(conn: &Conn) -> anyhow::Result<(KmsClient, IdentityClient, Stri
         &profile.secret_access_key,
         profile.session_token.as_ref().map(|t| t.as_str()),
     )?;
+    Ok((endpoint, auth))
+}
+
+async fn connect(conn: &Conn) -> anyhow::Result<(KmsClient, IdentityClient, String)> {
+    let (endpoint, auth) = resolve(conn)?;
     let channel = client::connect(&endpoint).await?;
     let (kms, iam) = client::clients(channel, auth);
     Ok((kms, iam, endpoint))
@@ -577,8 +607,18 @@ fn context(kv: Vec<(String, String)>) -> HashMap<String, String> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
+    if let Command::Completions { shell } = cli.command {
+        use clap::CommandFactory;
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "kmsctl", &mut script);
+        return match std::io::stdout().lock().write_all(&script) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => Ok(other?),
+        };
+    }
     let (mut kms, mut iam, endpoint) = connect(&cli.conn).await?;
     match cli.command {
+        Command::Completions { .. } => Ok(()),
         Command::Whoami => {
             let r = iam
                 .get_caller_identity(pb::GetCallerIdentityRequest {})
@@ -1418,13 +1458,7 @@ async fn run_bench(
                 (r.key_metadata.map(|m| m.key_id).unwrap_or_default(), true)
             }
         };
-        let path = credentials_path(conn)?;
-        let profile = kmsd::profile::load(&path, &conn.profile)?;
-        let auth = BearerAuth::new(
-            &profile.access_key_id,
-            &profile.secret_access_key,
-            profile.session_token.as_ref().map(|t| t.as_str()),
-        )?;
+        let (_, auth) = resolve(conn)?;
         let result = run_kms(endpoint, auth, &key, context(a.context), &mix, &shape).await;
         if created {
             kms.schedule_key_deletion(pb::ScheduleKeyDeletionRequest {

@@ -767,3 +767,55 @@ async fn kmsctl_encrypts_files_of_any_size() {
         .collect();
     assert!(leftovers.is_empty(), "temporary files are removed");
 }
+
+/// Credentials from the environment (as the AWS CLI takes them) and shell
+/// completions, which need no daemon.
+#[tokio::test]
+async fn kmsctl_takes_credentials_from_the_environment() {
+    let (_t, dir) = data_dir();
+    let _d = Kmsd::start(&dir);
+    let admin = profile(&dir, "default");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let run = |with_endpoint: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kmsctl"));
+        cmd.current_dir(elsewhere.path())
+            .env("HOME", elsewhere.path())
+            .env_remove("KMS_PROFILE")
+            .env_remove("KMS_CREDENTIALS_FILE")
+            .env("KMS_ACCESS_KEY_ID", &admin.access_key_id)
+            .env("KMS_SECRET_ACCESS_KEY", admin.secret_access_key.as_str())
+            .arg("whoami");
+        if with_endpoint {
+            cmd.env("KMS_ENDPOINT", &admin.endpoint);
+        } else {
+            cmd.env_remove("KMS_ENDPOINT");
+        }
+        cmd.output().unwrap()
+    };
+    let ok = run(true);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let who: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert!(who["Arn"].as_str().unwrap().ends_with(":user/admin"));
+    let no_endpoint = run(false);
+    assert!(!no_endpoint.status.success());
+    assert!(String::from_utf8_lossy(&no_endpoint.stderr).contains("KMS_ENDPOINT"));
+    let help = Command::new(env!("CARGO_BIN_EXE_kmsctl"))
+        .env("KMS_SECRET_ACCESS_KEY", "do-not-print-me")
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&help.stdout).contains("do-not-print-me"),
+        "help never shows the secret"
+    );
+    let bash = Command::new(env!("CARGO_BIN_EXE_kmsctl"))
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(bash.status.success());
+    assert!(String::from_utf8_lossy(&bash.stdout).contains("_kmsctl()"));
+}
