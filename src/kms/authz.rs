@@ -34,11 +34,12 @@ use crate::policy::{ConditionContext, Evaluation, Policy, PolicyKind, PrincipalI
 /// Most compiled policies kept; the cache is cleared when it is full.
 const CACHE_LIMIT: usize = 4096;
 
-/// Compiled policies by (kind, document).
+/// Compiled policies by kind, then by document text (looked up by `&str`,
+/// so a hit costs no allocation).
 #[derive(Default)]
-pub(crate) struct PolicyCache(Mutex<HashMap<(u8, String), Arc<Policy>>>);
+pub(crate) struct PolicyCache(Mutex<[HashMap<String, Arc<Policy>>; 3]>);
 
-fn kind_tag(kind: PolicyKind) -> u8 {
+fn kind_index(kind: PolicyKind) -> usize {
     match kind {
         PolicyKind::Key => 0,
         PolicyKind::Identity => 1,
@@ -47,28 +48,47 @@ fn kind_tag(kind: PolicyKind) -> u8 {
 }
 
 impl PolicyCache {
+    fn lookup(&self, document: &str, kind: PolicyKind) -> Option<Arc<Policy>> {
+        // The guard is never held across an await: this function is sync.
+        let maps = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        maps.get(kind_index(kind))
+            .and_then(|m| m.get(document))
+            .map(Arc::clone)
+    }
+
+    fn insert(&self, document: &str, kind: PolicyKind, policy: Policy) -> Arc<Policy> {
+        let compiled = Arc::new(policy);
+        let mut maps = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(map) = maps.get_mut(kind_index(kind)) {
+            if map.len() >= CACHE_LIMIT {
+                map.clear();
+            }
+            map.insert(document.to_owned(), Arc::clone(&compiled));
+        }
+        compiled
+    }
+
     /// The compiled form of a stored document.
     pub(crate) fn get(&self, document: &str, kind: PolicyKind) -> Result<Arc<Policy>> {
-        let key = (kind_tag(kind), document.to_owned());
-        // The guard is never held across an await: this function is sync.
-        if let Some(p) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-            return Ok(Arc::clone(p));
+        if let Some(p) = self.lookup(document, kind) {
+            return Ok(p);
         }
         // A stored document was validated on write; failing now is our bug.
-        let compiled = Arc::new(Policy::parse(document, kind).map_err(KmsError::internal)?);
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= CACHE_LIMIT {
-            map.clear();
-        }
-        map.insert(key, Arc::clone(&compiled));
-        Ok(compiled)
+        let policy = Policy::parse(document, kind).map_err(KmsError::internal)?;
+        Ok(self.insert(document, kind, policy))
     }
-}
 
-/// Parses a document about to be stored, mapping errors to AWS's name.
-pub(crate) fn parse_policy(document: &str, kind: PolicyKind) -> Result<Policy> {
-    Policy::parse(document, kind)
-        .map_err(|e| KmsError::MalformedPolicyDocumentException(e.to_string()))
+    /// Compiles a document about to be stored, mapping errors to AWS's
+    /// name; the compiled form is kept, so its first use does not parse it
+    /// again.
+    pub(crate) fn compile(&self, document: &str, kind: PolicyKind) -> Result<Arc<Policy>> {
+        if let Some(p) = self.lookup(document, kind) {
+            return Ok(p);
+        }
+        let policy = Policy::parse(document, kind)
+            .map_err(|e| KmsError::MalformedPolicyDocumentException(e.to_string()))?;
+        Ok(self.insert(document, kind, policy))
+    }
 }
 
 /// The caller as the policy evaluator sees it.

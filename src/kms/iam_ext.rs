@@ -230,7 +230,7 @@ impl Kms {
         validate_name("role name", name, 64)?;
         let path = path.unwrap_or("/");
         validate_path(path)?;
-        authz::parse_policy(trust_policy, PolicyKind::Trust)?;
+        self.policies.compile(trust_policy, PolicyKind::Trust)?;
         let max = max_session_secs.unwrap_or(DEFAULT_SESSION_SECS);
         if !(3600..=43_200).contains(&max) {
             return Err(KmsError::validation(format!(
@@ -333,7 +333,7 @@ impl Kms {
     ) -> Result<()> {
         validate_name("name", principal, 128)?;
         validate_name("policy name", policy_name, 128)?;
-        authz::parse_policy(document, PolicyKind::Identity)?;
+        self.policies.compile(document, PolicyKind::Identity)?;
         let resource = self.iam_arn(&caller.account_id, kind.as_str(), principal);
         self.authorize_identity(caller, &Self::policy_action(kind, "Put"), &resource)
             .await?;

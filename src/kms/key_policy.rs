@@ -2,7 +2,7 @@
 //! exactly one policy, named `default`.
 
 use super::keys::lockout;
-use super::{Kms, authz, paging};
+use super::{Kms, paging};
 use crate::error::{KmsError, Result};
 use crate::identity::Caller;
 use crate::policy::PolicyKind;
@@ -45,7 +45,7 @@ impl Kms {
         bypass_lockout_check: bool,
     ) -> Result<()> {
         check_name(policy_name)?;
-        let compiled = authz::parse_policy(&policy, PolicyKind::Key)?;
+        let compiled = self.policies.compile(&policy, PolicyKind::Key)?;
         let key = self
             .resolve_key_only(caller, key_id, "PutKeyPolicy")
             .await?;

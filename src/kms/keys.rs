@@ -5,7 +5,7 @@
 
 use uuid::Uuid;
 
-use super::{Kms, authz, paging, policy_doc, tags};
+use super::{Kms, paging, policy_doc, tags};
 use crate::clock::Timestamp;
 use crate::crypto::{KeyMaterial, wrap};
 use crate::error::{KmsError, Result};
@@ -138,7 +138,7 @@ impl Kms {
                         "key_administrators and key_users cannot be given together with a policy",
                     ));
                 }
-                authz::parse_policy(&p, PolicyKind::Key)?;
+                self.policies.compile(&p, PolicyKind::Key)?;
                 p
             }
             None => policy_doc::default_policy(

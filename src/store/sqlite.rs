@@ -1015,7 +1015,7 @@ impl Store for SqliteStore {
 
     async fn get_alias(&self, account_id: &str, name: &str) -> Result<Option<Alias>> {
         let (a, n) = (account_id.to_owned(), name.to_owned());
-        self.read(move |c| {
+        self.cached(format!("alias:{account_id}:{name}"), move |c| {
             Ok(c.prepare_cached(
                 "SELECT account_id, name, key_id, created_ms, updated_ms FROM aliases WHERE account_id = ?1 AND name = ?2",
             )?
