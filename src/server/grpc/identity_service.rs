@@ -52,6 +52,63 @@ fn reveal(secret: crate::crypto::secret::SecretBytes) -> String {
     String::from_utf8_lossy(secret.expose_secret()).into_owned()
 }
 
+/// The inline-policy RPCs are the same for users, groups and roles but for
+/// the kind of principal.
+impl Handler {
+    async fn put_policy(
+        &self,
+        op: &'static str,
+        kind: PrincipalType,
+        req: Request<pb::PutPrincipalPolicyRequest>,
+    ) -> Result<Response<pb::PutPrincipalPolicyResponse>, Status> {
+        self.call(op, req, |kms, caller, r| async move {
+            kms.put_identity_policy(
+                &caller,
+                kind,
+                &r.principal_name,
+                &r.policy_name,
+                &r.policy_document,
+            )
+            .await?;
+            Ok(pb::PutPrincipalPolicyResponse {})
+        })
+        .await
+    }
+
+    async fn get_policy(
+        &self,
+        op: &'static str,
+        kind: PrincipalType,
+        req: Request<pb::GetPrincipalPolicyRequest>,
+    ) -> Result<Response<pb::GetPrincipalPolicyResponse>, Status> {
+        self.call(op, req, |kms, caller, r| async move {
+            let doc = kms
+                .get_identity_policy(&caller, kind, &r.principal_name, &r.policy_name)
+                .await?;
+            Ok(pb::GetPrincipalPolicyResponse {
+                principal_name: r.principal_name,
+                policy_name: r.policy_name,
+                policy_document: doc,
+            })
+        })
+        .await
+    }
+
+    async fn delete_policy(
+        &self,
+        op: &'static str,
+        kind: PrincipalType,
+        req: Request<pb::DeletePrincipalPolicyRequest>,
+    ) -> Result<Response<pb::DeletePrincipalPolicyResponse>, Status> {
+        self.call(op, req, |kms, caller, r| async move {
+            kms.delete_identity_policy(&caller, kind, &r.principal_name, &r.policy_name)
+                .await?;
+            Ok(pb::DeletePrincipalPolicyResponse {})
+        })
+        .await
+    }
+}
+
 #[tonic::async_trait]
 impl IdentityService for Handler {
     async fn create_account(
@@ -300,171 +357,72 @@ impl IdentityService for Handler {
         &self,
         req: Request<pb::PutPrincipalPolicyRequest>,
     ) -> Result<Response<pb::PutPrincipalPolicyResponse>, Status> {
-        self.call("PutUserPolicy", req, |kms, caller, r| async move {
-            kms.put_identity_policy(
-                &caller,
-                PrincipalType::User,
-                &r.principal_name,
-                &r.policy_name,
-                &r.policy_document,
-            )
-            .await?;
-            Ok(pb::PutPrincipalPolicyResponse {})
-        })
-        .await
+        self.put_policy("PutUserPolicy", PrincipalType::User, req)
+            .await
     }
 
     async fn get_user_policy(
         &self,
         req: Request<pb::GetPrincipalPolicyRequest>,
     ) -> Result<Response<pb::GetPrincipalPolicyResponse>, Status> {
-        self.call("GetUserPolicy", req, |kms, caller, r| async move {
-            let doc = kms
-                .get_identity_policy(
-                    &caller,
-                    PrincipalType::User,
-                    &r.principal_name,
-                    &r.policy_name,
-                )
-                .await?;
-            Ok(pb::GetPrincipalPolicyResponse {
-                principal_name: r.principal_name,
-                policy_name: r.policy_name,
-                policy_document: doc,
-            })
-        })
-        .await
+        self.get_policy("GetUserPolicy", PrincipalType::User, req)
+            .await
     }
 
     async fn delete_user_policy(
         &self,
         req: Request<pb::DeletePrincipalPolicyRequest>,
     ) -> Result<Response<pb::DeletePrincipalPolicyResponse>, Status> {
-        self.call("DeleteUserPolicy", req, |kms, caller, r| async move {
-            kms.delete_identity_policy(
-                &caller,
-                PrincipalType::User,
-                &r.principal_name,
-                &r.policy_name,
-            )
-            .await?;
-            Ok(pb::DeletePrincipalPolicyResponse {})
-        })
-        .await
+        self.delete_policy("DeleteUserPolicy", PrincipalType::User, req)
+            .await
     }
 
     async fn put_group_policy(
         &self,
         req: Request<pb::PutPrincipalPolicyRequest>,
     ) -> Result<Response<pb::PutPrincipalPolicyResponse>, Status> {
-        self.call("PutGroupPolicy", req, |kms, caller, r| async move {
-            kms.put_identity_policy(
-                &caller,
-                PrincipalType::Group,
-                &r.principal_name,
-                &r.policy_name,
-                &r.policy_document,
-            )
-            .await?;
-            Ok(pb::PutPrincipalPolicyResponse {})
-        })
-        .await
+        self.put_policy("PutGroupPolicy", PrincipalType::Group, req)
+            .await
     }
 
     async fn get_group_policy(
         &self,
         req: Request<pb::GetPrincipalPolicyRequest>,
     ) -> Result<Response<pb::GetPrincipalPolicyResponse>, Status> {
-        self.call("GetGroupPolicy", req, |kms, caller, r| async move {
-            let doc = kms
-                .get_identity_policy(
-                    &caller,
-                    PrincipalType::Group,
-                    &r.principal_name,
-                    &r.policy_name,
-                )
-                .await?;
-            Ok(pb::GetPrincipalPolicyResponse {
-                principal_name: r.principal_name,
-                policy_name: r.policy_name,
-                policy_document: doc,
-            })
-        })
-        .await
+        self.get_policy("GetGroupPolicy", PrincipalType::Group, req)
+            .await
     }
 
     async fn delete_group_policy(
         &self,
         req: Request<pb::DeletePrincipalPolicyRequest>,
     ) -> Result<Response<pb::DeletePrincipalPolicyResponse>, Status> {
-        self.call("DeleteGroupPolicy", req, |kms, caller, r| async move {
-            kms.delete_identity_policy(
-                &caller,
-                PrincipalType::Group,
-                &r.principal_name,
-                &r.policy_name,
-            )
-            .await?;
-            Ok(pb::DeletePrincipalPolicyResponse {})
-        })
-        .await
+        self.delete_policy("DeleteGroupPolicy", PrincipalType::Group, req)
+            .await
     }
 
     async fn put_role_policy(
         &self,
         req: Request<pb::PutPrincipalPolicyRequest>,
     ) -> Result<Response<pb::PutPrincipalPolicyResponse>, Status> {
-        self.call("PutRolePolicy", req, |kms, caller, r| async move {
-            kms.put_identity_policy(
-                &caller,
-                PrincipalType::Role,
-                &r.principal_name,
-                &r.policy_name,
-                &r.policy_document,
-            )
-            .await?;
-            Ok(pb::PutPrincipalPolicyResponse {})
-        })
-        .await
+        self.put_policy("PutRolePolicy", PrincipalType::Role, req)
+            .await
     }
 
     async fn get_role_policy(
         &self,
         req: Request<pb::GetPrincipalPolicyRequest>,
     ) -> Result<Response<pb::GetPrincipalPolicyResponse>, Status> {
-        self.call("GetRolePolicy", req, |kms, caller, r| async move {
-            let doc = kms
-                .get_identity_policy(
-                    &caller,
-                    PrincipalType::Role,
-                    &r.principal_name,
-                    &r.policy_name,
-                )
-                .await?;
-            Ok(pb::GetPrincipalPolicyResponse {
-                principal_name: r.principal_name,
-                policy_name: r.policy_name,
-                policy_document: doc,
-            })
-        })
-        .await
+        self.get_policy("GetRolePolicy", PrincipalType::Role, req)
+            .await
     }
 
     async fn delete_role_policy(
         &self,
         req: Request<pb::DeletePrincipalPolicyRequest>,
     ) -> Result<Response<pb::DeletePrincipalPolicyResponse>, Status> {
-        self.call("DeleteRolePolicy", req, |kms, caller, r| async move {
-            kms.delete_identity_policy(
-                &caller,
-                PrincipalType::Role,
-                &r.principal_name,
-                &r.policy_name,
-            )
-            .await?;
-            Ok(pb::DeletePrincipalPolicyResponse {})
-        })
-        .await
+        self.delete_policy("DeleteRolePolicy", PrincipalType::Role, req)
+            .await
     }
 
     async fn enable_mfa_device(
