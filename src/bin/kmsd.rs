@@ -42,6 +42,13 @@ enum Command {
         /// Seconds between sweeps that destroy due keys and rotate due keys.
         #[arg(long, default_value_t = 60)]
         sweep_interval_secs: u64,
+        /// Prune audit events older than this many days (the chain stays
+        /// verifiable); by default they are kept forever.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        audit_retention_days: Option<u32>,
+        /// Most grants on one key.
+        #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
+        max_grants_per_key: u64,
     },
 }
 
@@ -80,6 +87,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             region,
             sweep_interval_secs,
+            audit_retention_days,
+            max_grants_per_key,
         } => {
             if !plaintext_allowed(&listen) {
                 bail!(
@@ -88,6 +97,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let mut options = Options::new(&data_dir);
             options.settings.region = region;
+            options.settings.audit_retention_days = audit_retention_days;
+            options.settings.max_grants_per_key =
+                usize::try_from(max_grants_per_key).unwrap_or(usize::MAX);
             options.sweep_interval = Duration::from_secs(sweep_interval_secs.max(1));
             let daemon = Daemon::open(options, Arc::new(SystemClock))
                 .with_context(|| format!("opening data directory {}", data_dir.display()))?;

@@ -19,13 +19,19 @@ struct Kmsd {
 
 impl Kmsd {
     /// Starts `kmsd dev` on an ephemeral port and waits for `listening on`.
-    /// Once returned, `Drop` kills and reaps the child; the paths that panic
-    /// before that end the test process, which takes the child with it.
-    #[allow(clippy::zombie_processes)]
     fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// `start` with extra `kmsd dev` options. Once returned, `Drop` kills
+    /// and reaps the child; the paths that panic before that end the test
+    /// process, which takes the child with it.
+    #[allow(clippy::zombie_processes)]
+    fn start_with(data_dir: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kmsd"))
             .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -818,4 +824,58 @@ async fn kmsctl_takes_credentials_from_the_environment() {
         .unwrap();
     assert!(bash.status.success());
     assert!(String::from_utf8_lossy(&bash.stdout).contains("_kmsctl()"));
+}
+
+/// `kmsd dev`'s settings: the grant limit takes effect, and a retention of
+/// zero days is refused as a usage error.
+#[tokio::test]
+async fn dev_settings_take_effect() {
+    let (_t, dir) = data_dir();
+    let refused = Command::new(env!("CARGO_BIN_EXE_kmsd"))
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--audit-retention-days",
+            "0",
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let _d = Kmsd::start_with(
+        &dir,
+        &["--max-grants-per-key", "1", "--audit-retention-days", "30"],
+    );
+    let key = json(&kmsctl(&dir, &["key", "create"], None))["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let account = json(&kmsctl(&dir, &["whoami"], None))["Account"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let grantee = format!("arn:aws:iam::{account}:user/admin");
+    let grant = |n: &str| {
+        kmsctl(
+            &dir,
+            &[
+                "grant",
+                "create",
+                &key,
+                "--grantee",
+                &grantee,
+                "--operation",
+                "Encrypt",
+                "--name",
+                n,
+            ],
+            None,
+        )
+    };
+    assert!(grant("one").status.success());
+    let second = grant("two");
+    assert_eq!(second.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("LimitExceededException"));
 }
