@@ -23,7 +23,8 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Debug, Args)]
+/// Connection options. Holds a secret, so its `Debug` is written by hand.
+#[derive(Args)]
 struct Conn {
     /// Profile in the credentials file.
     #[arg(long, global = true, env = "KMS_PROFILE", default_value = "default")]
@@ -49,6 +50,25 @@ struct Conn {
     /// Session token of temporary credentials.
     #[arg(long, global = true, env = "KMS_SESSION_TOKEN", hide_env_values = true)]
     session_token: Option<String>,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("profile", &self.profile)
+            .field("credentials", &self.credentials)
+            .field("endpoint", &self.endpoint)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "[redacted]"),
+            )
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -1583,5 +1603,26 @@ async fn finish_output<T, E: Into<anyhow::Error>>(
             let _ = tokio::fs::remove_file(&tmp).await;
             Err(e.into())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parsed_arguments_never_print_the_secret() {
+        let cli = Cli::try_parse_from([
+            "kmsctl",
+            "--secret-access-key",
+            "canary-secret",
+            "--session-token",
+            "canary-token",
+            "whoami",
+        ])
+        .unwrap();
+        let printed = format!("{cli:?}");
+        assert!(!printed.contains("canary"), "{printed}");
+        assert!(printed.contains("[redacted]"));
     }
 }
