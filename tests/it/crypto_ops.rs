@@ -635,7 +635,19 @@ async fn truncated_and_oversized_blobs_are_refused() {
     let mut longer = blob.clone();
     longer.push(0);
     expect_invalid(&mut kms, &longer, &ctx(&[]), "one byte appended").await;
-    expect_invalid(&mut kms, &blob[1..], &ctx(&[]), "first byte removed").await;
+    // With the first byte removed, the key id's first byte becomes the
+    // version byte. When that byte happens to be 0x01 (one id in 256), the
+    // shifted header is well formed and names a key that does not exist, so
+    // NotFoundException is then the right answer too.
+    let r = decrypt(&mut kms, &blob[1..], &ctx(&[])).await;
+    let ok = match &r {
+        Err(s) if s.code() == Code::InvalidArgument => {
+            error_name(s) == "InvalidCiphertextException"
+        }
+        Err(s) if blob[1] == 0x01 => s.code() == Code::NotFound,
+        _ => false,
+    };
+    assert!(ok, "first byte removed: got {}", outcome(&r));
 
     // Empty and over 6144 bytes: bad parameters.
     assert_err(
