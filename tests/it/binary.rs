@@ -341,14 +341,14 @@ async fn kmsctl_tour() {
 
     let short = kmsctl(
         &dir,
-        &["key", "schedule-deletion", &key_id, "--days", "6"],
+        &["key", "schedule-deletion", &key_id, "--days", "6", "--yes"],
         None,
     );
     assert_eq!(short.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&short.stderr).contains("ValidationException"));
     let scheduled = json(&kmsctl(
         &dir,
-        &["key", "schedule-deletion", &key_id, "--days", "7"],
+        &["key", "schedule-deletion", &key_id, "--days", "7", "--yes"],
         None,
     ));
     assert_eq!(scheduled["PendingWindowInDays"], 7);

@@ -2,8 +2,13 @@
 //! per command, stable for scripts. Exit codes: 0 success, 2 usage error,
 //! 3 authentication or authorization failure, 1 any other failure.
 
+mod iam;
+mod output;
+mod progress;
+
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::future::Future;
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -13,6 +18,9 @@ use kmsd::client::{self, BearerAuth, IdentityClient, KmsClient};
 use kmsd::pb;
 use kmsd::server::grpc::status::error_name;
 use serde_json::{Value, json};
+
+use crate::iam::{IamCmd, run_iam};
+use crate::output::{Output, print};
 
 #[derive(Debug, Parser)]
 #[command(name = "kmsctl", version, about = "Command-line client for kmsd")]
@@ -50,6 +58,10 @@ struct Conn {
     /// Session token of temporary credentials.
     #[arg(long, global = true, env = "KMS_SESSION_TOKEN", hide_env_values = true)]
     session_token: Option<String>,
+    /// Output format: json (stable, for scripts; the default) or table
+    /// (the default of `bench`).
+    #[arg(long, short = 'o', global = true, env = "KMS_OUTPUT", value_enum)]
+    output: Option<Output>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -67,6 +79,7 @@ impl std::fmt::Debug for Conn {
                 "session_token",
                 &self.session_token.as_ref().map(|_| "[redacted]"),
             )
+            .field("output", &self.output)
             .finish()
     }
 }
@@ -110,6 +123,9 @@ enum Command {
         /// Plaintext bytes per segment.
         #[arg(long, default_value_t = kmsd::envelope::DEFAULT_SEGMENT)]
         segment_size: u32,
+        /// No progress bar (one is drawn on a terminal for inputs of 16 MiB or more).
+        #[arg(long)]
+        no_progress: bool,
         /// Input file, or -.
         input: PathBuf,
         /// Output file, or -.
@@ -122,6 +138,9 @@ enum Command {
         /// Entries the envelope's context must contain, k=v.
         #[arg(long = "context", value_parser = parse_kv)]
         context: Vec<(String, String)>,
+        /// No progress bar (one is drawn on a terminal for inputs of 16 MiB or more).
+        #[arg(long)]
+        no_progress: bool,
         /// Input file, or -.
         input: PathBuf,
         /// Output file, or -.
@@ -172,6 +191,40 @@ enum Command {
         #[arg(long)]
         without_plaintext: bool,
     },
+    /// Decrypt a ciphertext blob and encrypt it under another key, inside
+    /// kmsd (the plaintext never leaves it).
+    ReEncryptBlob {
+        /// The destination key: id, ARN or alias.
+        #[arg(long)]
+        key: String,
+        /// The source key, if you want it checked.
+        #[arg(long)]
+        source_key: Option<String>,
+        /// The blob's encryption context, k=v.
+        #[arg(long = "source-context", value_parser = parse_kv)]
+        source_context: Vec<(String, String)>,
+        /// The new blob's encryption context, k=v.
+        #[arg(long = "context", value_parser = parse_kv)]
+        context: Vec<(String, String)>,
+        /// Grant tokens to present; repeatable.
+        #[arg(long = "grant-token")]
+        grant_tokens: Vec<String>,
+        /// Input file, or - for stdin.
+        #[arg(long = "in", default_value = "-")]
+        input: PathBuf,
+        /// Output file, or - for stdout.
+        #[arg(long = "out", default_value = "-")]
+        output: PathBuf,
+    },
+    /// Random bytes from kmsd's RNG (GenerateRandom), base64 in JSON, or raw with --out.
+    Random {
+        /// How many bytes (1 to 1024).
+        #[arg(long, default_value_t = 32)]
+        bytes: i32,
+        /// Write the raw bytes to this file (or - for stdout) instead.
+        #[arg(long = "out")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -198,29 +251,67 @@ enum KeyCmd {
     Describe { key: String },
     /// List the account's keys.
     List,
+    /// Change a key's description.
+    UpdateDescription { key: String, description: String },
     /// Enable a key.
     Enable { key: String },
     /// Disable a key.
     Disable { key: String },
-    /// Schedule a key's destruction after 7 to 30 days.
+    /// Schedule a key's destruction after 7 to 30 days. Shows the key and
+    /// the date and asks for confirmation on a terminal.
     ScheduleDeletion {
         key: String,
         /// Waiting period in days (7 to 30).
         #[arg(long, default_value_t = 30)]
         days: i32,
+        /// Do not ask; needed when stdin is not a terminal.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Cancel a scheduled deletion (the key becomes Disabled).
     CancelDeletion { key: String },
     /// Rotate the key material now.
     Rotate { key: String },
+    /// Turn on automatic rotation.
+    EnableRotation {
+        key: String,
+        /// Days between rotations (90 to 2560; default 365).
+        #[arg(long)]
+        period_days: Option<i32>,
+    },
+    /// Turn off automatic rotation.
+    DisableRotation { key: String },
+    /// Whether and when the key rotates.
+    RotationStatus { key: String },
+    /// The key's completed rotations.
+    ListRotations { key: String },
+    /// Add or overwrite tags: KEY k=v [k=v ...].
+    Tag {
+        key: String,
+        #[arg(required = true, value_parser = parse_kv)]
+        tags: Vec<(String, String)>,
+    },
+    /// Remove tags by name: KEY k [k ...].
+    Untag {
+        key: String,
+        #[arg(required = true)]
+        tag_keys: Vec<String>,
+    },
+    /// List a key's tags.
+    ListTags { key: String },
 }
 
 #[derive(Debug, Subcommand)]
 enum AliasCmd {
     /// Create an alias for a key.
     Create { name: String, key: String },
-    /// List the account's aliases.
-    List,
+    /// Point an alias at another key.
+    Update { name: String, key: String },
+    /// List the account's aliases (or one key's).
+    List {
+        #[arg(long)]
+        key: Option<String>,
+    },
     /// Delete an alias.
     Delete { name: String },
 }
@@ -229,6 +320,8 @@ enum AliasCmd {
 enum PolicyCmd {
     /// Print a key's policy document.
     Get { key: String },
+    /// The names of a key's policies (always `default`).
+    List { key: String },
     /// Replace a key's policy with a document from a file (or - for stdin).
     Put {
         key: String,
@@ -274,9 +367,6 @@ struct BenchArgs {
     /// Skip the baseline.
     #[arg(long, conflicts_with = "baseline")]
     no_baseline: bool,
-    /// table or json.
-    #[arg(long, default_value = "table")]
-    output: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -362,82 +452,66 @@ enum GrantCmd {
     Revoke { key: String, grant_id: String },
 }
 
-#[derive(Debug, Subcommand)]
-enum IamCmd {
-    /// Create an account (operator only); prints its root credentials once.
-    CreateAccount {
-        name: String,
-        /// Also write the root credentials to the credentials file as this profile.
-        #[arg(long)]
-        save_profile: Option<String>,
-    },
-    /// Create a user.
-    CreateUser {
-        name: String,
-        #[arg(long)]
-        path: Option<String>,
-    },
-    /// List the account's users.
-    ListUsers,
-    /// Create an access key (for a user, or for yourself).
-    CreateAccessKey {
-        #[arg(long)]
-        user: Option<String>,
-        /// Also write the key to the credentials file as this profile.
-        #[arg(long)]
-        save_profile: Option<String>,
-    },
-    /// Attach an inline policy (file, or - for stdin) to a user.
-    PutUserPolicy {
-        user: String,
-        policy_name: String,
-        file: PathBuf,
-    },
-    /// Create a group.
-    CreateGroup { name: String },
-    /// Add a user to a group.
-    AddUserToGroup { group: String, user: String },
-    /// Attach an inline policy to a group.
-    PutGroupPolicy {
-        group: String,
-        policy_name: String,
-        file: PathBuf,
-    },
-    /// Create a role whose trust policy (file) names who may assume it.
-    CreateRole {
-        name: String,
-        #[arg(long)]
-        trust_policy: PathBuf,
-    },
-    /// Attach an inline policy to a role.
-    PutRolePolicy {
-        role: String,
-        policy_name: String,
-        file: PathBuf,
-    },
-    /// Enrol a TOTP device for yourself; prints its secret once.
-    EnableMfa,
-    /// Assume a role; prints temporary credentials.
-    AssumeRole {
-        /// Role ARN, or a role name in your account.
-        role: String,
-        #[arg(long, default_value = "kmsctl")]
-        session_name: String,
-        #[arg(long)]
-        duration_seconds: Option<i32>,
-        /// A current code from your TOTP device (for an MFA session).
-        #[arg(long)]
-        token_code: Option<String>,
-        /// Also write the credentials to the credentials file as this profile.
-        #[arg(long)]
-        save_profile: Option<String>,
-    },
-}
-
 fn read_text(p: &PathBuf) -> anyhow::Result<String> {
     let bytes = read_input(p)?;
     Ok(String::from_utf8(bytes.to_vec())?)
 }
+
+/// Shows what a deletion would destroy and when, and asks. Refuses when
+/// nobody can be asked (stdin not a terminal) unless `--yes` was given.
+async fn confirm_deletion(kms: &mut KmsClient, key: &str, days: i32) -> anyhow::Result<()> {
+    if !std::io::stdin().is_terminal() {
+        return Err(UsageError(
+            "schedule-deletion asks for confirmation; stdin is not a terminal, so pass --yes"
+                .into(),
+        )
+        .into());
+    }
+    let m = kms
+        .describe_key(pb::DescribeKeyRequest {
+            key_id: key.to_owned(),
+            grant_tokens: vec![],
+        })
+        .await?
+        .into_inner()
+        .key_metadata
+        .unwrap_or_default();
+    let now = time::OffsetDateTime::now_utc();
+    let date = (now + time::Duration::days(i64::from(days)))
+        .replace_nanosecond(0)
+        .unwrap_or(now)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    eprintln!("Key:         {}", m.arn);
+    if !m.description.is_empty() {
+        eprintln!("Description: {}", m.description);
+    }
+    eprintln!("State:       {}", key_state_name(m.key_state));
+    eprintln!(
+        "It will be destroyed, with every ciphertext made under it, on or about {date} ({days} days), unless you cancel the deletion before then."
+    );
+    eprint!("Schedule the deletion? [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        anyhow::bail!("not confirmed; nothing was changed")
+    }
+}
+
+/// A mistake in how kmsctl was invoked (exit code 2), found after parsing.
+#[derive(Debug)]
+struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
@@ -447,6 +521,10 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    output::set_format(cli.conn.output.unwrap_or(match cli.command {
+        Command::Bench(_) => Output::Table,
+        _ => Output::Json,
+    }));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -471,6 +549,10 @@ fn main() -> ExitCode {
                         }
                         _ => ExitCode::FAILURE,
                     }
+                }
+                None if e.downcast_ref::<UsageError>().is_some() => {
+                    eprintln!("kmsctl: {e:#}");
+                    ExitCode::from(2)
                 }
                 None => {
                     eprintln!("kmsctl: {e:#}");
@@ -588,12 +670,22 @@ fn key_state_name(v: i32) -> &'static str {
     }
 }
 
-/// Prints a JSON document; a closed pipe (`kmsctl ... | head`) is not an error.
-fn print(v: &Value) -> anyhow::Result<()> {
-    let text = serde_json::to_string_pretty(v)?;
-    match writeln!(std::io::stdout().lock(), "{text}") {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => Ok(other?),
+/// Every page of a paged List call: `page(marker)` returns one page's
+/// items, its next marker and whether it was truncated.
+async fn all_pages<T, F, Fut>(mut page: F) -> anyhow::Result<Vec<T>>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, Option<String>, bool), tonic::Status>>,
+{
+    let mut all = Vec::new();
+    let mut marker = None;
+    loop {
+        let (items, next, truncated) = page(marker).await?;
+        all.extend(items);
+        match next {
+            Some(m) if truncated => marker = Some(m),
+            _ => return Ok(all),
+        }
     }
 }
 
@@ -679,27 +771,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 print(&json!({"KeyMetadata": r.key_metadata.as_ref().map(metadata_json)}))
             }
             KeyCmd::List => {
-                let mut keys = Vec::new();
-                let mut marker = None;
-                loop {
-                    let r = kms
-                        .list_keys(pb::ListKeysRequest {
-                            limit: Some(1000),
-                            marker,
-                        })
-                        .await?
-                        .into_inner();
-                    keys.extend(
-                        r.keys
-                            .into_iter()
-                            .map(|k| json!({"KeyId": k.key_id, "KeyArn": k.key_arn})),
-                    );
-                    match r.next_marker {
-                        Some(m) if r.truncated => marker = Some(m),
-                        _ => break,
+                let keys = all_pages(|marker| {
+                    let mut kms = kms.clone();
+                    async move {
+                        let r = kms
+                            .list_keys(pb::ListKeysRequest {
+                                limit: Some(1000),
+                                marker,
+                            })
+                            .await?
+                            .into_inner();
+                        Ok((r.keys, r.next_marker, r.truncated))
                     }
-                }
+                })
+                .await?;
+                let keys: Vec<Value> = keys
+                    .iter()
+                    .map(|k| json!({"KeyId": k.key_id, "KeyArn": k.key_arn}))
+                    .collect();
                 print(&json!({"Keys": keys}))
+            }
+            KeyCmd::UpdateDescription { key, description } => {
+                kms.update_key_description(pb::UpdateKeyDescriptionRequest {
+                    key_id: key,
+                    description,
+                })
+                .await?;
+                Ok(())
             }
             KeyCmd::Enable { key } => {
                 kms.enable_key(pb::EnableKeyRequest { key_id: key }).await?;
@@ -710,7 +808,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .await?;
                 Ok(())
             }
-            KeyCmd::ScheduleDeletion { key, days } => {
+            KeyCmd::ScheduleDeletion { key, days, yes } => {
+                if !yes {
+                    confirm_deletion(&mut kms, &key, days).await?;
+                }
                 let r = kms
                     .schedule_key_deletion(pb::ScheduleKeyDeletionRequest {
                         key_id: key,
@@ -736,6 +837,105 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .into_inner();
                 print(&json!({"KeyId": r.key_id}))
             }
+            KeyCmd::EnableRotation { key, period_days } => {
+                kms.enable_key_rotation(pb::EnableKeyRotationRequest {
+                    key_id: key,
+                    rotation_period_in_days: period_days,
+                })
+                .await?;
+                Ok(())
+            }
+            KeyCmd::DisableRotation { key } => {
+                kms.disable_key_rotation(pb::DisableKeyRotationRequest { key_id: key })
+                    .await?;
+                Ok(())
+            }
+            KeyCmd::RotationStatus { key } => {
+                let r = kms
+                    .get_key_rotation_status(pb::GetKeyRotationStatusRequest { key_id: key })
+                    .await?
+                    .into_inner();
+                print(&json!({
+                    "KeyId": r.key_id,
+                    "KeyRotationEnabled": r.key_rotation_enabled,
+                    "RotationPeriodInDays": r.rotation_period_in_days,
+                    "NextRotationDate": ts(r.next_rotation_date.as_ref()),
+                    "OnDemandRotationStartDate": ts(r.on_demand_rotation_start_date.as_ref()),
+                }))
+            }
+            KeyCmd::ListRotations { key } => {
+                let rotations = all_pages(|marker| {
+                    let (mut kms, key_id) = (kms.clone(), key.clone());
+                    async move {
+                        let r = kms
+                            .list_key_rotations(pb::ListKeyRotationsRequest {
+                                key_id,
+                                limit: Some(1000),
+                                marker,
+                            })
+                            .await?
+                            .into_inner();
+                        Ok((r.rotations, r.next_marker, r.truncated))
+                    }
+                })
+                .await?;
+                let rotations: Vec<Value> = rotations
+                    .iter()
+                    .map(|r| {
+                        let kind = match pb::RotationType::try_from(r.rotation_type) {
+                            Ok(pb::RotationType::Automatic) => "AUTOMATIC",
+                            Ok(pb::RotationType::OnDemand) => "ON_DEMAND",
+                            _ => "UNKNOWN",
+                        };
+                        json!({
+                            "KeyId": r.key_id,
+                            "RotationDate": ts(r.rotation_date.as_ref()),
+                            "RotationType": kind,
+                            "KeyMaterialVersion": r.key_material_version,
+                        })
+                    })
+                    .collect();
+                print(&json!({"Rotations": rotations}))
+            }
+            KeyCmd::Tag { key, tags } => {
+                let tags = tags
+                    .into_iter()
+                    .map(|(tag_key, tag_value)| pb::Tag { tag_key, tag_value })
+                    .collect();
+                kms.tag_resource(pb::TagResourceRequest { key_id: key, tags })
+                    .await?;
+                Ok(())
+            }
+            KeyCmd::Untag { key, tag_keys } => {
+                kms.untag_resource(pb::UntagResourceRequest {
+                    key_id: key,
+                    tag_keys,
+                })
+                .await?;
+                Ok(())
+            }
+            KeyCmd::ListTags { key } => {
+                let tags = all_pages(|marker| {
+                    let (mut kms, key_id) = (kms.clone(), key.clone());
+                    async move {
+                        let r = kms
+                            .list_resource_tags(pb::ListResourceTagsRequest {
+                                key_id,
+                                limit: Some(50),
+                                marker,
+                            })
+                            .await?
+                            .into_inner();
+                        Ok((r.tags, r.next_marker, r.truncated))
+                    }
+                })
+                .await?;
+                let tags: Vec<Value> = tags
+                    .iter()
+                    .map(|t| json!({"TagKey": t.tag_key, "TagValue": t.tag_value}))
+                    .collect();
+                print(&json!({"Tags": tags}))
+            }
         },
         Command::Alias(cmd) => match cmd {
             AliasCmd::Create { name, key } => {
@@ -746,18 +946,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
                 Ok(())
             }
-            AliasCmd::List => {
-                let r = kms
-                    .list_aliases(pb::ListAliasesRequest {
-                        limit: Some(100),
-                        ..Default::default()
-                    })
-                    .await?
-                    .into_inner();
-                let aliases: Vec<Value> = r
-                    .aliases
+            AliasCmd::Update { name, key } => {
+                kms.update_alias(pb::UpdateAliasRequest {
+                    alias_name: name,
+                    target_key_id: key,
+                })
+                .await?;
+                Ok(())
+            }
+            AliasCmd::List { key } => {
+                let aliases = all_pages(|marker| {
+                    let (mut kms, key_id) = (kms.clone(), key.clone());
+                    async move {
+                        let r = kms
+                            .list_aliases(pb::ListAliasesRequest {
+                                key_id,
+                                limit: Some(100),
+                                marker,
+                            })
+                            .await?
+                            .into_inner();
+                        Ok((r.aliases, r.next_marker, r.truncated))
+                    }
+                })
+                .await?;
+                let aliases: Vec<Value> = aliases
                     .iter()
-                    .map(|a| json!({"AliasName": a.alias_name, "AliasArn": a.alias_arn, "TargetKeyId": a.target_key_id}))
+                    .map(|a| {
+                        json!({
+                            "AliasName": a.alias_name,
+                            "AliasArn": a.alias_arn,
+                            "TargetKeyId": a.target_key_id,
+                            "CreationDate": ts(a.creation_date.as_ref()),
+                            "LastUpdatedDate": ts(a.last_updated_date.as_ref()),
+                        })
+                    })
                     .collect();
                 print(&json!({"Aliases": aliases}))
             }
@@ -778,6 +1001,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .into_inner();
                 let doc: Value = serde_json::from_str(&r.policy)?;
                 print(&doc)
+            }
+            PolicyCmd::List { key } => {
+                let names = all_pages(|marker| {
+                    let (mut kms, key_id) = (kms.clone(), key.clone());
+                    async move {
+                        let r = kms
+                            .list_key_policies(pb::ListKeyPoliciesRequest {
+                                key_id,
+                                limit: Some(1000),
+                                marker,
+                            })
+                            .await?
+                            .into_inner();
+                        Ok((r.policy_names, r.next_marker, r.truncated))
+                    }
+                })
+                .await?;
+                print(&json!({"PolicyNames": names}))
             }
             PolicyCmd::Put {
                 key,
@@ -802,10 +1043,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             key,
             context: ctx,
             segment_size,
+            no_progress,
             input,
             output,
         } => {
-            let mut reader = open_input(&input).await?;
+            let bar = progress::for_input(&input, !no_progress);
+            let mut reader = bar.wrap_async_read(open_input(&input).await?);
             let ctx = context(ctx);
             if output.as_os_str() == "-" {
                 let mut out = tokio::io::stdout();
@@ -817,15 +1060,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let r =
                 client::encrypt_stream(&mut kms, &key, ctx, &mut reader, &mut file, segment_size)
                     .await;
+            bar.finish_and_clear();
             finish_output(tmp, &output, file, r).await?;
             Ok(())
         }
         Command::Decrypt {
             context: ctx,
+            no_progress,
             input,
             output,
         } => {
-            let mut reader = open_input(&input).await?;
+            let bar = progress::for_input(&input, !no_progress);
+            let mut reader = bar.wrap_async_read(open_input(&input).await?);
             let expected = context(ctx);
             if output.as_os_str() == "-" {
                 // Only authenticated segments are written, but a stream
@@ -837,6 +1083,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let (tmp, mut file) = temp_output(&output).await?;
             let r = client::decrypt_stream(&mut kms, &expected, &mut reader, &mut file).await;
+            bar.finish_and_clear();
             finish_output(tmp, &output, file, r).await?;
             Ok(())
         }
@@ -879,6 +1126,45 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let plaintext = zeroize::Zeroizing::new(r.plaintext);
             write_output(&output, &plaintext)
         }
+        Command::ReEncryptBlob {
+            key,
+            source_key,
+            source_context,
+            context: ctx,
+            grant_tokens,
+            input,
+            output,
+        } => {
+            let blob = read_input(&input)?;
+            let r = kms
+                .re_encrypt(pb::ReEncryptRequest {
+                    ciphertext_blob: blob.to_vec(),
+                    source_encryption_context: context(source_context),
+                    source_key_id: source_key,
+                    destination_key_id: key,
+                    destination_encryption_context: context(ctx),
+                    grant_tokens,
+                })
+                .await?
+                .into_inner();
+            write_output(&output, &r.ciphertext_blob)
+        }
+        Command::Random { bytes, output } => {
+            let r = kms
+                .generate_random(pb::GenerateRandomRequest {
+                    number_of_bytes: bytes,
+                })
+                .await?
+                .into_inner();
+            let random = zeroize::Zeroizing::new(r.plaintext);
+            match output {
+                Some(p) => write_output(&p, &random),
+                None => {
+                    let text = zeroize::Zeroizing::new(b64.encode(&*random));
+                    print(&json!({"Plaintext": text.as_str()}))
+                }
+            }
+        }
         Command::DataKey {
             key,
             context: ctx,
@@ -912,236 +1198,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     &json!({"KeyId": r.key_id, "Plaintext": plaintext.as_str(), "CiphertextBlob": b64.encode(&r.ciphertext_blob)}),
                 )
             }
-        }
-    }
-}
-
-fn user_json(u: &pb::User) -> Value {
-    json!({"UserName": u.user_name, "UserId": u.user_id, "Arn": u.arn, "Path": u.path, "CreateDate": ts(u.create_date.as_ref())})
-}
-
-async fn run_iam(
-    cmd: IamCmd,
-    iam: &mut IdentityClient,
-    conn: &Conn,
-    endpoint: &str,
-) -> anyhow::Result<()> {
-    match cmd {
-        IamCmd::CreateAccount { name, save_profile } => {
-            let r = iam
-                .create_account(pb::CreateAccountRequest { account_name: name })
-                .await?
-                .into_inner();
-            let c = r
-                .root_credentials
-                .ok_or_else(|| anyhow!("the daemon returned no credentials"))?;
-            let secret = zeroize::Zeroizing::new(c.secret_access_key.clone());
-            if let Some(p) = &save_profile {
-                kmsd::profile::save(
-                    &credentials_path(conn)?,
-                    p,
-                    &[
-                        ("endpoint", endpoint),
-                        ("account_id", &r.account_id),
-                        ("access_key_id", &c.access_key_id),
-                        ("secret_access_key", &secret),
-                    ],
-                )?;
-            }
-            print(&json!({
-                "AccountId": r.account_id,
-                "RootArn": r.root_arn,
-                "AccessKeyId": c.access_key_id,
-                "SecretAccessKey": secret.as_str(),
-                "SavedAsProfile": save_profile,
-            }))
-        }
-        IamCmd::CreateUser { name, path } => {
-            let r = iam
-                .create_user(pb::CreateUserRequest {
-                    user_name: name,
-                    path,
-                })
-                .await?
-                .into_inner();
-            print(&json!({"User": r.user.as_ref().map(user_json)}))
-        }
-        IamCmd::ListUsers => {
-            let r = iam
-                .list_users(pb::ListUsersRequest {
-                    limit: Some(1000),
-                    marker: None,
-                })
-                .await?
-                .into_inner();
-            print(&json!({"Users": r.users.iter().map(user_json).collect::<Vec<_>>()}))
-        }
-        IamCmd::CreateAccessKey { user, save_profile } => {
-            let me = iam
-                .get_caller_identity(pb::GetCallerIdentityRequest {})
-                .await?
-                .into_inner();
-            let k = iam
-                .create_access_key(pb::CreateAccessKeyRequest { user_name: user })
-                .await?
-                .into_inner()
-                .access_key
-                .ok_or_else(|| anyhow!("the daemon returned no access key"))?;
-            let secret = zeroize::Zeroizing::new(k.secret_access_key.clone());
-            if let Some(name) = &save_profile {
-                kmsd::profile::save(
-                    &credentials_path(conn)?,
-                    name,
-                    &[
-                        ("endpoint", endpoint),
-                        ("account_id", &me.account),
-                        ("access_key_id", &k.access_key_id),
-                        ("secret_access_key", &secret),
-                    ],
-                )?;
-            }
-            print(&json!({"AccessKey": {
-                "UserName": k.user_name,
-                "AccessKeyId": k.access_key_id,
-                "SecretAccessKey": secret.as_str(),
-                "SavedAsProfile": save_profile,
-            }}))
-        }
-        IamCmd::PutUserPolicy {
-            user,
-            policy_name,
-            file,
-        } => {
-            iam.put_user_policy(pb::PutPrincipalPolicyRequest {
-                principal_name: user,
-                policy_name,
-                policy_document: read_text(&file)?,
-            })
-            .await?;
-            Ok(())
-        }
-        IamCmd::CreateGroup { name } => {
-            let r = iam
-                .create_group(pb::CreateGroupRequest {
-                    group_name: name,
-                    path: None,
-                })
-                .await?
-                .into_inner();
-            let g = r.group.unwrap_or_default();
-            print(
-                &json!({"Group": {"GroupName": g.group_name, "Arn": g.arn, "GroupId": g.group_id}}),
-            )
-        }
-        IamCmd::AddUserToGroup { group, user } => {
-            iam.add_user_to_group(pb::AddUserToGroupRequest {
-                group_name: group,
-                user_name: user,
-            })
-            .await?;
-            Ok(())
-        }
-        IamCmd::PutGroupPolicy {
-            group,
-            policy_name,
-            file,
-        } => {
-            iam.put_group_policy(pb::PutPrincipalPolicyRequest {
-                principal_name: group,
-                policy_name,
-                policy_document: read_text(&file)?,
-            })
-            .await?;
-            Ok(())
-        }
-        IamCmd::CreateRole { name, trust_policy } => {
-            let r = iam
-                .create_role(pb::CreateRoleRequest {
-                    role_name: name,
-                    assume_role_policy_document: read_text(&trust_policy)?,
-                    ..Default::default()
-                })
-                .await?
-                .into_inner();
-            let role = r.role.unwrap_or_default();
-            print(
-                &json!({"Role": {"RoleName": role.role_name, "Arn": role.arn, "RoleId": role.role_id}}),
-            )
-        }
-        IamCmd::PutRolePolicy {
-            role,
-            policy_name,
-            file,
-        } => {
-            iam.put_role_policy(pb::PutPrincipalPolicyRequest {
-                principal_name: role,
-                policy_name,
-                policy_document: read_text(&file)?,
-            })
-            .await?;
-            Ok(())
-        }
-        IamCmd::EnableMfa => {
-            let r = iam
-                .enable_mfa_device(pb::EnableMfaDeviceRequest {})
-                .await?
-                .into_inner();
-            let secret = zeroize::Zeroizing::new(r.base32_secret.clone());
-            let uri = zeroize::Zeroizing::new(r.otpauth_uri.clone());
-            print(
-                &json!({"SerialNumber": r.serial_number, "Base32StringSeed": secret.as_str(), "OtpauthUri": uri.as_str()}),
-            )
-        }
-        IamCmd::AssumeRole {
-            role,
-            session_name,
-            duration_seconds,
-            token_code,
-            save_profile,
-        } => {
-            let r = iam
-                .assume_role(pb::AssumeRoleRequest {
-                    role_arn: role,
-                    role_session_name: session_name,
-                    duration_seconds,
-                    token_code,
-                })
-                .await?
-                .into_inner();
-            let c = r
-                .credentials
-                .ok_or_else(|| anyhow!("the daemon returned no credentials"))?;
-            let secret = zeroize::Zeroizing::new(c.secret_access_key.clone());
-            let token = zeroize::Zeroizing::new(c.session_token.clone().unwrap_or_default());
-            let account = r
-                .assumed_role_arn
-                .split(':')
-                .nth(4)
-                .unwrap_or_default()
-                .to_owned();
-            if let Some(name) = &save_profile {
-                kmsd::profile::save(
-                    &credentials_path(conn)?,
-                    name,
-                    &[
-                        ("endpoint", endpoint),
-                        ("account_id", &account),
-                        ("access_key_id", &c.access_key_id),
-                        ("secret_access_key", &secret),
-                        ("session_token", &token),
-                    ],
-                )?;
-            }
-            print(&json!({
-                "AssumedRoleUser": {"Arn": r.assumed_role_arn, "AssumedRoleId": r.assumed_role_id},
-                "Credentials": {
-                    "AccessKeyId": c.access_key_id,
-                    "SecretAccessKey": secret.as_str(),
-                    "SessionToken": token.as_str(),
-                    "Expiration": ts(c.expiration.as_ref()),
-                },
-                "SavedAsProfile": save_profile,
-            }))
         }
     }
 }
@@ -1440,10 +1496,6 @@ async fn run_bench(
 ) -> anyhow::Result<()> {
     use kmsd::bench::{LoadShape, run_baseline, run_kms, start_baseline};
     anyhow::ensure!(
-        a.output == "table" || a.output == "json",
-        "--output must be table or json"
-    );
-    anyhow::ensure!(
         a.concurrency > 0 && a.connections > 0,
         "--concurrency and --connections must be positive"
     );
@@ -1493,7 +1545,7 @@ async fn run_bench(
         [b, k] if b.rps > 0.0 => Some(k.rps / b.rps),
         _ => None,
     };
-    if a.output == "json" {
+    if output::format() == Output::Json {
         return print(&json!({
             "concurrency": a.concurrency,
             "connections": a.connections,
@@ -1533,10 +1585,7 @@ async fn run_bench(
     if let Some(r) = ratio {
         out.push_str(&format!("kmsd / baseline: {:.1}%\n", r * 100.0));
     }
-    match write!(std::io::stdout().lock(), "{out}") {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => Ok(other?),
-    }
+    output::write_stdout(out.as_bytes())
 }
 
 async fn open_input(p: &PathBuf) -> anyhow::Result<Box<dyn tokio::io::AsyncRead + Unpin + Send>> {
