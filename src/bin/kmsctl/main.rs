@@ -14,9 +14,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
 use clap::{Args, Parser, Subcommand};
-use kmsd::client::{self, BearerAuth, IdentityClient, KmsClient};
+use kmsd::client::{self, AuditClient, BearerAuth, IdentityClient, KmsClient};
 use kmsd::pb;
-use kmsd::server::grpc::status::error_name;
 use serde_json::{Value, json};
 
 use crate::iam::{IamCmd, run_iam};
@@ -538,12 +537,18 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let status = e.downcast_ref::<tonic::Status>();
-            match status {
-                Some(s) => {
-                    let name = error_name(s).unwrap_or_else(|| format!("{:?}", s.code()));
-                    eprintln!("kmsctl: {name}: {}", s.message());
-                    match s.code() {
+            // A refusal from kmsd, directly or inside an envelope error.
+            let refusal = e
+                .downcast_ref::<tonic::Status>()
+                .map(client::ApiError::from)
+                .or_else(|| match e.downcast_ref::<client::EnvelopeError>() {
+                    Some(client::EnvelopeError::Kms(a)) => Some(a.clone()),
+                    _ => e.downcast_ref::<client::ApiError>().cloned(),
+                });
+            match refusal {
+                Some(a) => {
+                    eprintln!("kmsctl: {}: {}", a.code, a.message);
+                    match a.grpc_code {
                         tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
                             ExitCode::from(3)
                         }
@@ -578,10 +583,6 @@ fn credentials_path(conn: &Conn) -> anyhow::Result<PathBuf> {
         }
     })
 }
-
-type AuditClient = pb::audit_service_client::AuditServiceClient<
-    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, BearerAuth>,
->;
 
 async fn connect_audit(conn: &Conn) -> anyhow::Result<AuditClient> {
     let (endpoint, auth) = resolve(conn)?;

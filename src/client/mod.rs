@@ -1,6 +1,14 @@
-//! A thin client over the generated stubs: connects to an endpoint and
-//! attaches `authorization: Bearer <access-key-id>:<secret>` to every call.
-//! (The full client, with retries and envelope helpers, is kmsctl's issue.)
+//! The Rust client of kmsd.
+//!
+//! - [`Client`]: a typed async client over the generated stubs, with
+//!   credentials (`authorization: Bearer <access-key-id>:<secret>`, and the
+//!   session token of temporary credentials), retries with backoff for
+//!   throttling and an unreachable daemon ([`RetryPolicy`]), and failures as
+//!   [`ApiError`] whose [`ErrorCode`] is the AWS error name as an enum.
+//! - [`Envelope`]: envelope encryption of byte slices and streams, with an
+//!   optional [`DataKeyCache`].
+//! - The raw stubs ([`KmsClient`], [`IdentityClient`], [`AuditClient`]) for
+//!   everything else.
 
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
@@ -9,6 +17,19 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 use zeroize::Zeroizing;
 
+mod cache;
+mod envelope;
+mod error;
+mod retry;
+mod typed;
+
+pub use cache::{CacheLimits, DataKeyCache, LimitsError, MAX_MESSAGES_PER_KEY, Materials};
+pub use envelope::{Envelope, EnvelopeError, decrypt_stream, encrypt_stream};
+pub use error::{ApiError, ErrorCode};
+pub use retry::RetryPolicy;
+pub use typed::{Client, DataKey, Decrypted};
+
+use crate::pb::audit_service_client::AuditServiceClient;
 use crate::pb::identity_service_client::IdentityServiceClient;
 use crate::pb::key_management_service_client::KeyManagementServiceClient;
 
@@ -34,6 +55,9 @@ pub enum ClientError {
     /// The endpoint is not a valid URI.
     #[error("invalid endpoint '{0}'")]
     BadEndpoint(String),
+    /// The credentials file or profile could not be read.
+    #[error(transparent)]
+    Profile(#[from] crate::profile::ProfileError),
     /// The connection failed.
     #[error("cannot connect to {endpoint}: {source}")]
     Connect {
@@ -87,6 +111,8 @@ impl Interceptor for BearerAuth {
 pub type KmsClient = KeyManagementServiceClient<InterceptedService<Channel, BearerAuth>>;
 /// An IdentityService client with credentials.
 pub type IdentityClient = IdentityServiceClient<InterceptedService<Channel, BearerAuth>>;
+/// An AuditService client with credentials.
+pub type AuditClient = AuditServiceClient<InterceptedService<Channel, BearerAuth>>;
 
 /// Connects to `endpoint` (e.g. `http://127.0.0.1:7878`).
 pub async fn connect(endpoint: &str) -> Result<Channel, ClientError> {
@@ -101,102 +127,19 @@ pub async fn connect(endpoint: &str) -> Result<Channel, ClientError> {
         })
 }
 
+/// A channel that connects on first use (and reconnects after a failure),
+/// so a client can be made before the daemon is up.
+pub fn connect_lazy(endpoint: &str) -> Result<Channel, ClientError> {
+    Ok(Endpoint::from_shared(endpoint.to_owned())
+        .map_err(|_| ClientError::BadEndpoint(endpoint.to_owned()))?
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
 /// Both clients over one channel.
 pub fn clients(channel: Channel, auth: BearerAuth) -> (KmsClient, IdentityClient) {
     (
         KeyManagementServiceClient::with_interceptor(channel.clone(), auth.clone()),
         IdentityServiceClient::with_interceptor(channel, auth),
     )
-}
-
-/// Why an envelope operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum EnvelopeError {
-    /// KMS refused GenerateDataKey or Decrypt.
-    #[error("{}", kms_message(.0))]
-    Kms(#[from] tonic::Status),
-    /// The envelope is malformed or was altered.
-    #[error(transparent)]
-    Format(#[from] crate::envelope::Error),
-    /// The envelope's context lacks an entry the caller required.
-    #[error("the envelope's encryption context does not contain {0}")]
-    ContextMismatch(String),
-}
-
-fn kms_message(s: &tonic::Status) -> String {
-    let name =
-        crate::server::grpc::status::error_name(s).unwrap_or_else(|| format!("{:?}", s.code()));
-    format!("{name}: {}", s.message())
-}
-
-/// Encrypts a stream of any size in the envelope format: one
-/// GenerateDataKey call, then local AES-256-GCM in segments. The data key
-/// is zeroized when this returns.
-pub async fn encrypt_stream<R, W>(
-    kms: &mut KmsClient,
-    key_id: &str,
-    context: std::collections::HashMap<String, String>,
-    input: &mut R,
-    output: &mut W,
-    segment_size: u32,
-) -> Result<u64, EnvelopeError>
-where
-    R: tokio::io::AsyncRead + Unpin,
-    W: tokio::io::AsyncWrite + Unpin,
-{
-    let dk = kms
-        .generate_data_key(crate::pb::GenerateDataKeyRequest {
-            key_id: key_id.to_owned(),
-            key_spec: Some(crate::pb::DataKeySpec::Aes256 as i32),
-            encryption_context: context.clone(),
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
-    let data_key = crate::crypto::secret::SecretBytes::new(dk.plaintext);
-    Ok(crate::envelope::encrypt(
-        input,
-        output,
-        &data_key,
-        &dk.key_id,
-        dk.ciphertext_blob,
-        context.into(),
-        segment_size,
-    )
-    .await?)
-}
-
-/// Decrypts an envelope: KMS Decrypt unwraps its data key (under the
-/// context in its header, which must contain every `expected` pair), the
-/// key commitment is checked, then each segment is authenticated before it
-/// is written.
-pub async fn decrypt_stream<R, W>(
-    kms: &mut KmsClient,
-    expected: &std::collections::HashMap<String, String>,
-    input: &mut R,
-    output: &mut W,
-) -> Result<u64, EnvelopeError>
-where
-    R: tokio::io::AsyncRead + Unpin,
-    W: tokio::io::AsyncWrite + Unpin,
-{
-    let mut kms = kms.clone();
-    crate::envelope::decrypt(input, output, |header| async move {
-        for (k, v) in expected {
-            if header.context.entries().get(k) != Some(v) {
-                return Err(EnvelopeError::ContextMismatch(format!("{k}={v}")));
-            }
-        }
-        let r = kms
-            .decrypt(crate::pb::DecryptRequest {
-                ciphertext_blob: header.wrapped_key,
-                key_id: Some(header.key_arn),
-                encryption_context: header.context.entries().clone().into_iter().collect(),
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        Ok(crate::crypto::secret::SecretBytes::new(r.plaintext))
-    })
-    .await
 }
