@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -83,6 +82,8 @@ pub struct LoadShape {
     pub requests: Option<u64>,
     /// Plaintext / echo payload size.
     pub payload_size: usize,
+    /// The CA certificate (PEM) to trust, for an `https://` endpoint.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// What one run measured.
@@ -190,14 +191,15 @@ fn status_name(s: &Status) -> String {
     error_name(s).unwrap_or_else(|| format!("{:?}", s.code()))
 }
 
-/// Opens `n` channels to `endpoint`.
+/// Opens `n` channels to `endpoint` (TLS trusting `ca_pem` for https).
 pub async fn channels(
     endpoint: &str,
     n: usize,
+    ca_pem: Option<&[u8]>,
 ) -> Result<Vec<Channel>, crate::client::ClientError> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n.max(1) {
-        out.push(crate::client::connect(endpoint).await?);
+        out.push(crate::client::connect_with(endpoint, ca_pem).await?);
     }
     Ok(out)
 }
@@ -216,21 +218,32 @@ impl BenchBaseline for Echo {
     }
 }
 
-/// Starts the baseline server on a loopback port inside this process.
-pub async fn start_baseline() -> std::io::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
+/// Starts the baseline server on a loopback port inside this process,
+/// serving TLS with `tls` if given; returns its endpoint.
+pub async fn start_baseline(
+    tls: Option<&crate::tls::ServerTls>,
+) -> Result<(String, tokio::sync::oneshot::Sender<()>), anyhow::Error> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls.server_config())?;
+    }
+    let endpoint = match tls {
+        Some(_) => format!("https://{addr}"),
+        None => format!("http://{addr}"),
+    };
     tokio::spawn(async move {
-        let _ = tonic::transport::Server::builder()
+        let _ = builder
             .add_service(BenchBaselineServer::new(Echo))
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = rx.await;
             })
             .await;
     });
-    Ok((addr, tx))
+    Ok((endpoint, tx))
 }
 
 /// Loads the baseline at `endpoint`.
@@ -238,7 +251,7 @@ pub async fn run_baseline(
     endpoint: &str,
     shape: &LoadShape,
 ) -> Result<Report, crate::client::ClientError> {
-    let chans = channels(endpoint, shape.connections).await?;
+    let chans = channels(endpoint, shape.connections, shape.ca_pem.as_deref()).await?;
     let payload = vec![0x5a_u8; shape.payload_size];
     Ok(drive("baseline echo".into(), shape, |w| {
         let client = BenchBaselineClient::new(chans[w % chans.len()].clone());
@@ -263,7 +276,7 @@ pub async fn run_kms(
     mix: &[(BenchOp, u32)],
     shape: &LoadShape,
 ) -> Result<Report, anyhow::Error> {
-    let chans = channels(endpoint, shape.connections).await?;
+    let chans = channels(endpoint, shape.connections, shape.ca_pem.as_deref()).await?;
     let plaintext = vec![0x5a_u8; shape.payload_size.clamp(1, 4096)];
     // One blob for Decrypt and ReEncrypt, made before the clock starts.
     let mut setup: KmsClient =

@@ -81,6 +81,11 @@ pub struct Options {
     /// Record an audit event per call. Always on in `kmsd`; off only in
     /// `benches/audit_cost.rs`, which measures what the trail costs.
     pub audit: bool,
+    /// Serve TLS with this certificate and key (plaintext if `None`).
+    pub tls: Option<crate::tls::ServerTls>,
+    /// The CA certificate file clients should trust, written as `ca_file`
+    /// into each profile of the dev credentials file.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Options {
@@ -93,6 +98,8 @@ impl Options {
             readers: 4,
             shutdown_grace: Duration::from_secs(10),
             audit: true,
+            tls: None,
+            ca_file: None,
         }
     }
 }
@@ -286,7 +293,7 @@ impl Daemon {
         .into_iter()
         .filter_map(|(name, p)| p.as_ref().map(|p| (name, p)))
         .collect();
-        write_credentials(&path, &sections)?;
+        write_credentials(&path, &sections, self.options.ca_file.as_deref())?;
         Ok(DevCredentials {
             first_run,
             admin,
@@ -343,7 +350,8 @@ impl Daemon {
             },
         ));
         let (fired_tx, fired_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = grpc::serve(listener, self.handler(), async move {
+        let tls = self.options.tls.as_ref().map(|t| t.server_config());
+        let server = grpc::serve(listener, self.handler(), tls, async move {
             shutdown.await;
             let _ = stop_tx.send(true);
             let _ = fired_tx.send(());
@@ -378,7 +386,11 @@ impl Daemon {
 }
 
 /// Writes the credentials file atomically with mode 0600.
-fn write_credentials(path: &Path, profiles: &[(&str, &Profile)]) -> Result<(), Error> {
+fn write_credentials(
+    path: &Path,
+    profiles: &[(&str, &Profile)],
+    ca_file: Option<&Path>,
+) -> Result<(), Error> {
     let tmp = path.with_extension("tmp");
     let _ = fs::remove_file(&tmp);
     let mut f = fs::OpenOptions::new()
@@ -398,6 +410,9 @@ fn write_credentials(path: &Path, profiles: &[(&str, &Profile)]) -> Result<(), E
             p.access_key_id,
             String::from_utf8_lossy(p.secret_access_key.expose_secret())
         ));
+        if let Some(ca) = ca_file {
+            text.push_str(&format!("ca_file = {}\n", ca.display()));
+        }
     }
     f.write_all(text.as_bytes()).map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;

@@ -29,6 +29,7 @@ pub mod policy;
 pub mod profile;
 pub mod server;
 pub mod store;
+pub mod tls;
 
 pub use error::KmsError;
 pub use server::pb;

@@ -17,6 +17,8 @@ pub struct ClientProfile {
     pub secret_access_key: Zeroizing<String>,
     /// A session token for temporary credentials.
     pub session_token: Option<Zeroizing<String>>,
+    /// The CA certificate (PEM file) to trust for an `https://` endpoint.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ClientProfile {
@@ -88,6 +90,7 @@ pub fn load(path: &Path, profile: &str) -> Result<ClientProfile, ProfileError> {
         session_token: section
             .get("session_token")
             .map(|t| Zeroizing::new(t.to_owned())),
+        ca_file: section.get("ca_file").map(PathBuf::from),
     })
 }
 

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use kmsd::clock::SystemClock;
 use kmsd::daemon::{Daemon, Options};
 use kmsd::server::grpc::plaintext_allowed;
+use kmsd::tls::ServerTls;
 use tokio::net::TcpListener;
 
 #[derive(Debug, Parser)]
@@ -28,7 +29,7 @@ struct Cli {
 enum Command {
     /// Start a development daemon with no set-up: SQLite under a local data
     /// directory, root key and first admin created on first run, plaintext
-    /// gRPC on loopback only.
+    /// gRPC on loopback only (or TLS with --tls or --tls-cert/--tls-key).
     Dev {
         /// Where the root key, database and credentials live.
         #[arg(long, default_value = "kmsd-data")]
@@ -49,6 +50,17 @@ enum Command {
         /// Most grants on one key.
         #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
         max_grants_per_key: u64,
+        /// Serve TLS with a self-signed certificate for localhost and
+        /// 127.0.0.1, made once in DATA_DIR/tls/ (clients trust its cert.pem;
+        /// the credentials file's profiles name it as ca_file).
+        #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+        tls: bool,
+        /// Serve TLS with this certificate chain (PEM)...
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// ...and this private key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
 }
 
@@ -89,25 +101,44 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             sweep_interval_secs,
             audit_retention_days,
             max_grants_per_key,
+            tls,
+            tls_cert,
+            tls_key,
         } => {
-            if !plaintext_allowed(&listen) {
+            let mut options = Options::new(&data_dir);
+            match (tls, tls_cert, tls_key) {
+                (true, _, _) => {
+                    let dir = std::path::absolute(data_dir.join("tls"))?;
+                    options.tls =
+                        Some(ServerTls::dev(&dir).with_context(|| {
+                            format!("making a certificate in {}", dir.display())
+                        })?);
+                    options.ca_file = Some(dir.join("cert.pem"));
+                }
+                (false, Some(cert), Some(key)) => {
+                    options.tls = Some(ServerTls::load(&cert, &key)?);
+                }
+                _ => {}
+            }
+            if options.tls.is_none() && !plaintext_allowed(&listen) {
                 bail!(
-                    "kmsd dev serves plaintext gRPC and so listens on loopback only; {listen} is not a loopback address"
+                    "kmsd dev serves plaintext gRPC and so listens on loopback only; {listen} is not a loopback address (serve TLS to listen elsewhere)"
                 );
             }
-            let mut options = Options::new(&data_dir);
             options.settings.region = region;
             options.settings.audit_retention_days = audit_retention_days;
             options.settings.max_grants_per_key =
                 usize::try_from(max_grants_per_key).unwrap_or(usize::MAX);
             options.sweep_interval = Duration::from_secs(sweep_interval_secs.max(1));
+            let options_tls = options.tls.is_some();
             let daemon = Daemon::open(options, Arc::new(SystemClock))
                 .with_context(|| format!("opening data directory {}", data_dir.display()))?;
             let listener = TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
             let addr = listener.local_addr()?;
-            let endpoint = format!("http://{addr}");
+            let scheme = if options_tls { "https" } else { "http" };
+            let endpoint = format!("{scheme}://{addr}");
             let creds = daemon.bootstrap_dev(&endpoint).await?;
             match (&creds.admin, creds.first_run) {
                 (Some(admin), true) => {

@@ -55,6 +55,14 @@ pub enum ClientError {
     /// The endpoint is not a valid URI.
     #[error("invalid endpoint '{0}'")]
     BadEndpoint(String),
+    /// An `https://` endpoint without a CA certificate to trust.
+    #[error(
+        "{0} uses TLS: give the CA certificate to trust (ca_file in the profile, --ca-file or KMS_CA_FILE)"
+    )]
+    NoCa(String),
+    /// The CA certificate file could not be read.
+    #[error("cannot read the CA certificate {0}")]
+    Ca(String),
     /// The credentials file or profile could not be read.
     #[error(transparent)]
     Profile(#[from] crate::profile::ProfileError),
@@ -114,11 +122,33 @@ pub type IdentityClient = IdentityServiceClient<InterceptedService<Channel, Bear
 /// An AuditService client with credentials.
 pub type AuditClient = AuditServiceClient<InterceptedService<Channel, BearerAuth>>;
 
-/// Connects to `endpoint` (e.g. `http://127.0.0.1:7878`).
+/// Connects to a plaintext endpoint (e.g. `http://127.0.0.1:7878`).
 pub async fn connect(endpoint: &str) -> Result<Channel, ClientError> {
-    Endpoint::from_shared(endpoint.to_owned())
+    connect_with(endpoint, None).await
+}
+
+/// The endpoint, with TLS trusting `ca_pem` when it is `https://`.
+fn endpoint(endpoint: &str, ca_pem: Option<&[u8]>) -> Result<Endpoint, ClientError> {
+    let e = Endpoint::from_shared(endpoint.to_owned())
         .map_err(|_| ClientError::BadEndpoint(endpoint.to_owned()))?
-        .tcp_nodelay(true)
+        .tcp_nodelay(true);
+    match (endpoint.starts_with("https://"), ca_pem) {
+        (true, Some(ca)) => e
+            .tls_config(crate::tls::client_config(ca))
+            .map_err(|source| ClientError::Connect {
+                endpoint: endpoint.to_owned(),
+                source,
+            }),
+        (true, None) => Err(ClientError::NoCa(endpoint.to_owned())),
+        (false, _) => Ok(e),
+    }
+}
+
+/// Connects to `endpoint`; an `https://` endpoint needs `ca_pem`, the
+/// PEM certificate to trust (kmsd dev --tls writes it to
+/// `<data dir>/tls/cert.pem`).
+pub async fn connect_with(endpoint: &str, ca_pem: Option<&[u8]>) -> Result<Channel, ClientError> {
+    self::endpoint(endpoint, ca_pem)?
         .connect()
         .await
         .map_err(|source| ClientError::Connect {
@@ -130,10 +160,12 @@ pub async fn connect(endpoint: &str) -> Result<Channel, ClientError> {
 /// A channel that connects on first use (and reconnects after a failure),
 /// so a client can be made before the daemon is up.
 pub fn connect_lazy(endpoint: &str) -> Result<Channel, ClientError> {
-    Ok(Endpoint::from_shared(endpoint.to_owned())
-        .map_err(|_| ClientError::BadEndpoint(endpoint.to_owned()))?
-        .tcp_nodelay(true)
-        .connect_lazy())
+    Ok(self::endpoint(endpoint, None)?.connect_lazy())
+}
+
+/// Reads a CA certificate file.
+pub fn read_ca(path: &std::path::Path) -> Result<Vec<u8>, ClientError> {
+    std::fs::read(path).map_err(|e| ClientError::Ca(format!("{}: {e}", path.display())))
 }
 
 /// Both clients over one channel.

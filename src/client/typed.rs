@@ -90,7 +90,11 @@ impl Client {
             &p.secret_access_key,
             p.session_token.as_ref().map(|t| t.as_str()),
         )?;
-        Self::connect(&p.endpoint, auth).await
+        let ca = p.ca_file.as_deref().map(super::read_ca).transpose()?;
+        Ok(Self::over(
+            super::connect_with(&p.endpoint, ca.as_deref()).await?,
+            auth,
+        ))
     }
 
     /// Uses `retry` for every call made through this client.

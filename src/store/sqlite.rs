@@ -709,6 +709,12 @@ impl Store for SqliteStore {
     async fn delete_user(&self, account_id: &str, name: &str) -> Result<bool> {
         let (a, n) = (account_id.to_owned(), name.to_owned());
         self.write(move |c| {
+            // Its inline policies go with it: a later user of the same name
+            // must not inherit them.
+            c.prepare_cached(
+                "DELETE FROM identity_policies WHERE account_id = ?1 AND principal_type = 'user' AND principal_name = ?2",
+            )?
+            .execute([&a, &n])?;
             Ok(
                 c.prepare_cached("DELETE FROM users WHERE account_id = ?1 AND name = ?2")?
                     .execute([a, n])?

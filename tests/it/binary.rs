@@ -11,7 +11,7 @@ use kmsd::client::{self, BearerAuth, KmsClient};
 use kmsd::pb;
 
 /// A `kmsd dev` process.
-struct Kmsd {
+pub(crate) struct Kmsd {
     child: Child,
     endpoint: String,
     stdout: String,
@@ -19,7 +19,7 @@ struct Kmsd {
 
 impl Kmsd {
     /// Starts `kmsd dev` on an ephemeral port and waits for `listening on`.
-    fn start(data_dir: &Path) -> Self {
+    pub(crate) fn start(data_dir: &Path) -> Self {
         Self::start_with(data_dir, &[])
     }
 
@@ -27,7 +27,7 @@ impl Kmsd {
     /// and reaps the child; the paths that panic before that end the test
     /// process, which takes the child with it.
     #[allow(clippy::zombie_processes)]
-    fn start_with(data_dir: &Path, extra: &[&str]) -> Self {
+    pub(crate) fn start_with(data_dir: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kmsd"))
             .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -89,7 +89,7 @@ async fn kms_client(endpoint: &str, p: &kmsd::profile::ClientProfile) -> KmsClie
     client::clients(client::connect(endpoint).await.unwrap(), auth).0
 }
 
-fn kmsctl(data_dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+pub(crate) fn kmsctl(data_dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kmsctl"));
     cmd.arg("--credentials")
         .arg(data_dir.join("credentials"))
@@ -111,7 +111,7 @@ fn kmsctl(data_dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
     child.wait_with_output().expect("kmsctl output")
 }
 
-fn json(out: &Output) -> serde_json::Value {
+pub(crate) fn json(out: &Output) -> serde_json::Value {
     assert!(
         out.status.success(),
         "kmsctl failed: {}",
@@ -120,7 +120,7 @@ fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("kmsctl prints JSON")
 }
 
-fn data_dir() -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn data_dir() -> (tempfile::TempDir, PathBuf) {
     let t = tempfile::tempdir().unwrap();
     let d = t.path().join("kmsd-data");
     (t, d)

@@ -3,10 +3,13 @@
 
 mod common;
 mod smoke;
+mod tls;
 mod util;
 
 mod aliases_tags;
 mod binary;
+mod cli;
+mod client_lib;
 mod crypto_ops;
 mod deletion;
 mod envelope;

@@ -57,6 +57,10 @@ struct Conn {
     /// Session token of temporary credentials.
     #[arg(long, global = true, env = "KMS_SESSION_TOKEN", hide_env_values = true)]
     session_token: Option<String>,
+    /// CA certificate (PEM) to trust for an https:// endpoint, overriding
+    /// the profile's ca_file.
+    #[arg(long, global = true, env = "KMS_CA_FILE")]
+    ca_file: Option<PathBuf>,
     /// Output format: json (stable, for scripts; the default) or table
     /// (the default of `bench`).
     #[arg(long, short = 'o', global = true, env = "KMS_OUTPUT", value_enum)]
@@ -78,6 +82,7 @@ impl std::fmt::Debug for Conn {
                 "session_token",
                 &self.session_token.as_ref().map(|_| "[redacted]"),
             )
+            .field("ca_file", &self.ca_file)
             .field("output", &self.output)
             .finish()
     }
@@ -128,7 +133,8 @@ enum Command {
         /// Input file, or -.
         input: PathBuf,
         /// Output file, or -.
-        output: PathBuf,
+        #[arg(value_name = "OUTPUT")]
+        out: PathBuf,
     },
     /// Decrypt an envelope. To a file, all or nothing: the plaintext is
     /// written to a temporary file that replaces OUT only once every
@@ -143,7 +149,8 @@ enum Command {
         /// Input file, or -.
         input: PathBuf,
         /// Output file, or -.
-        output: PathBuf,
+        #[arg(value_name = "OUTPUT")]
+        out: PathBuf,
     },
     /// Encrypt up to 4096 bytes with a key (KMS Encrypt); writes the ciphertext blob.
     EncryptBlob {
@@ -161,7 +168,7 @@ enum Command {
         input: PathBuf,
         /// Output file, or - for stdout.
         #[arg(long = "out", default_value = "-")]
-        output: PathBuf,
+        out: PathBuf,
     },
     /// Decrypt a ciphertext blob (KMS Decrypt).
     DecryptBlob {
@@ -176,7 +183,7 @@ enum Command {
         input: PathBuf,
         /// Output file, or - for stdout.
         #[arg(long = "out", default_value = "-")]
-        output: PathBuf,
+        out: PathBuf,
     },
     /// Generate a data key: prints its plaintext and wrapped form, base64.
     DataKey {
@@ -213,7 +220,7 @@ enum Command {
         input: PathBuf,
         /// Output file, or - for stdout.
         #[arg(long = "out", default_value = "-")]
-        output: PathBuf,
+        out: PathBuf,
     },
     /// Random bytes from kmsd's RNG (GenerateRandom), base64 in JSON, or raw with --out.
     Random {
@@ -222,7 +229,7 @@ enum Command {
         bytes: i32,
         /// Write the raw bytes to this file (or - for stdout) instead.
         #[arg(long = "out")]
-        output: Option<PathBuf>,
+        out: Option<PathBuf>,
     },
 }
 
@@ -366,6 +373,9 @@ struct BenchArgs {
     /// Skip the baseline.
     #[arg(long, conflicts_with = "baseline")]
     no_baseline: bool,
+    /// Serve the baseline over TLS (automatic when the endpoint is https://).
+    #[arg(long)]
+    tls: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -588,7 +598,7 @@ async fn connect_audit(conn: &Conn) -> anyhow::Result<AuditClient> {
     let (endpoint, auth) = resolve(conn)?;
     Ok(
         pb::audit_service_client::AuditServiceClient::with_interceptor(
-            client::connect(&endpoint).await?,
+            client::connect_with(&endpoint, ca_pem(conn)?.as_deref()).await?,
             auth,
         ),
     )
@@ -628,9 +638,22 @@ fn resolve(conn: &Conn) -> anyhow::Result<(String, BearerAuth)> {
     Ok((endpoint, auth))
 }
 
+/// The CA certificate to trust: `--ca-file` (`KMS_CA_FILE`), else the
+/// profile's `ca_file`, if any.
+fn ca_pem(conn: &Conn) -> anyhow::Result<Option<Vec<u8>>> {
+    let path = match &conn.ca_file {
+        Some(p) => Some(p.clone()),
+        None => credentials_path(conn)
+            .ok()
+            .and_then(|f| kmsd::profile::load(&f, &conn.profile).ok())
+            .and_then(|p| p.ca_file),
+    };
+    Ok(path.as_deref().map(client::read_ca).transpose()?)
+}
+
 async fn connect(conn: &Conn) -> anyhow::Result<(KmsClient, IdentityClient, String)> {
     let (endpoint, auth) = resolve(conn)?;
-    let channel = client::connect(&endpoint).await?;
+    let channel = client::connect_with(&endpoint, ca_pem(conn)?.as_deref()).await?;
     let (kms, iam) = client::clients(channel, auth);
     Ok((kms, iam, endpoint))
 }
@@ -1046,35 +1069,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             segment_size,
             no_progress,
             input,
-            output,
+            out,
         } => {
             let bar = progress::for_input(&input, !no_progress);
             let mut reader = bar.wrap_async_read(open_input(&input).await?);
             let ctx = context(ctx);
-            if output.as_os_str() == "-" {
+            if out.as_os_str() == "-" {
                 let mut out = tokio::io::stdout();
                 client::encrypt_stream(&mut kms, &key, ctx, &mut reader, &mut out, segment_size)
                     .await?;
                 return Ok(());
             }
-            let (tmp, mut file) = temp_output(&output).await?;
+            let (tmp, mut file) = temp_output(&out).await?;
             let r =
                 client::encrypt_stream(&mut kms, &key, ctx, &mut reader, &mut file, segment_size)
                     .await;
             bar.finish_and_clear();
-            finish_output(tmp, &output, file, r).await?;
+            finish_output(tmp, &out, file, r).await?;
             Ok(())
         }
         Command::Decrypt {
             context: ctx,
             no_progress,
             input,
-            output,
+            out,
         } => {
             let bar = progress::for_input(&input, !no_progress);
             let mut reader = bar.wrap_async_read(open_input(&input).await?);
             let expected = context(ctx);
-            if output.as_os_str() == "-" {
+            if out.as_os_str() == "-" {
                 // Only authenticated segments are written, but a stream
                 // truncated later fails after earlier segments went out:
                 // decrypt to a file for all or nothing.
@@ -1082,10 +1105,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 client::decrypt_stream(&mut kms, &expected, &mut reader, &mut out).await?;
                 return Ok(());
             }
-            let (tmp, mut file) = temp_output(&output).await?;
+            let (tmp, mut file) = temp_output(&out).await?;
             let r = client::decrypt_stream(&mut kms, &expected, &mut reader, &mut file).await;
             bar.finish_and_clear();
-            finish_output(tmp, &output, file, r).await?;
+            finish_output(tmp, &out, file, r).await?;
             Ok(())
         }
         Command::EncryptBlob {
@@ -1093,7 +1116,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             context: ctx,
             grant_tokens,
             input,
-            output,
+            out,
         } => {
             let plaintext = read_input(&input)?;
             let r = kms
@@ -1106,13 +1129,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .await?
                 .into_inner();
-            write_output(&output, &r.ciphertext_blob)
+            write_output(&out, &r.ciphertext_blob)
         }
         Command::DecryptBlob {
             context: ctx,
             grant_tokens,
             input,
-            output,
+            out,
         } => {
             let blob = read_input(&input)?;
             let r = kms
@@ -1125,7 +1148,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?
                 .into_inner();
             let plaintext = zeroize::Zeroizing::new(r.plaintext);
-            write_output(&output, &plaintext)
+            write_output(&out, &plaintext)
         }
         Command::ReEncryptBlob {
             key,
@@ -1134,7 +1157,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             context: ctx,
             grant_tokens,
             input,
-            output,
+            out,
         } => {
             let blob = read_input(&input)?;
             let r = kms
@@ -1148,9 +1171,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .await?
                 .into_inner();
-            write_output(&output, &r.ciphertext_blob)
+            write_output(&out, &r.ciphertext_blob)
         }
-        Command::Random { bytes, output } => {
+        Command::Random { bytes, out } => {
             let r = kms
                 .generate_random(pb::GenerateRandomRequest {
                     number_of_bytes: bytes,
@@ -1158,7 +1181,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?
                 .into_inner();
             let random = zeroize::Zeroizing::new(r.plaintext);
-            match output {
+            match out {
                 Some(p) => write_output(&p, &random),
                 None => {
                     let text = zeroize::Zeroizing::new(b64.encode(&*random));
@@ -1203,41 +1226,49 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The operations a grant can allow, spelled as AWS spells them.
+const GRANT_OPERATIONS: [(&str, pb::GrantOperation); 9] = [
+    ("Decrypt", pb::GrantOperation::Decrypt),
+    ("Encrypt", pb::GrantOperation::Encrypt),
+    ("GenerateDataKey", pb::GrantOperation::GenerateDataKey),
+    (
+        "GenerateDataKeyWithoutPlaintext",
+        pb::GrantOperation::GenerateDataKeyWithoutPlaintext,
+    ),
+    ("ReEncryptFrom", pb::GrantOperation::ReEncryptFrom),
+    ("ReEncryptTo", pb::GrantOperation::ReEncryptTo),
+    ("CreateGrant", pb::GrantOperation::CreateGrant),
+    ("RetireGrant", pb::GrantOperation::RetireGrant),
+    ("DescribeKey", pb::GrantOperation::DescribeKey),
+];
+
 fn grant_operation(name: &str) -> anyhow::Result<i32> {
-    use pb::GrantOperation as P;
-    let op = match name {
-        "Decrypt" => P::Decrypt,
-        "Encrypt" => P::Encrypt,
-        "GenerateDataKey" => P::GenerateDataKey,
-        "GenerateDataKeyWithoutPlaintext" => P::GenerateDataKeyWithoutPlaintext,
-        "ReEncryptFrom" => P::ReEncryptFrom,
-        "ReEncryptTo" => P::ReEncryptTo,
-        "CreateGrant" => P::CreateGrant,
-        "RetireGrant" => P::RetireGrant,
-        "DescribeKey" => P::DescribeKey,
-        other => anyhow::bail!("'{other}' is not an operation a grant can allow"),
-    };
-    Ok(op as i32)
+    GRANT_OPERATIONS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, op)| *op as i32)
+        .ok_or_else(|| UsageError(format!("'{name}' is not an operation a grant can allow")).into())
 }
 
 fn grant_json(g: &pb::GrantListEntry) -> Value {
     let ops: Vec<String> = g
         .operations
         .iter()
-        .filter_map(|o| pb::GrantOperation::try_from(*o).ok())
-        .map(|o| {
-            o.as_str_name()
-                .trim_start_matches("GRANT_OPERATION_")
-                .to_owned()
+        .filter_map(|o| {
+            GRANT_OPERATIONS
+                .iter()
+                .find(|(_, op)| *op as i32 == *o)
+                .map(|(name, _)| (*name).to_owned())
         })
         .collect();
+    let optional = |s: &str| (!s.is_empty()).then(|| s.to_owned());
     json!({
         "KeyId": g.key_id,
         "GrantId": g.grant_id,
-        "Name": g.name,
+        "Name": optional(&g.name),
         "CreationDate": ts(g.creation_date.as_ref()),
         "GranteePrincipal": g.grantee_principal,
-        "RetiringPrincipal": g.retiring_principal,
+        "RetiringPrincipal": optional(&g.retiring_principal),
         "IssuingAccount": g.issuing_account,
         "Operations": ops,
         "Constraints": g.constraints.as_ref().map(|c| if c.encryption_context_equals.is_empty() {
@@ -1340,7 +1371,11 @@ async fn run_grant(cmd: GrantCmd, kms: &mut KmsClient) -> anyhow::Result<()> {
 
 fn parse_time(s: &str) -> anyhow::Result<prost_types::Timestamp> {
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .with_context(|| format!("'{s}' is not an RFC 3339 time (e.g. 2026-11-29T10:00:00Z)"))?;
+        .map_err(|_| {
+            UsageError(format!(
+                "'{s}' is not an RFC 3339 time (e.g. 2026-11-29T10:00:00Z)"
+            ))
+        })?;
     Ok(prost_types::Timestamp {
         seconds: t.unix_timestamp(),
         nanos: i32::try_from(t.nanosecond()).unwrap_or(0),
@@ -1352,7 +1387,12 @@ fn outcome(s: &str) -> anyhow::Result<i32> {
         "allowed" => pb::Outcome::Allowed,
         "denied" => pb::Outcome::Denied,
         "failed" => pb::Outcome::Failed,
-        other => anyhow::bail!("outcome '{other}' is not allowed, denied or failed"),
+        other => {
+            return Err(UsageError(format!(
+                "outcome '{other}' is not allowed, denied or failed"
+            ))
+            .into());
+        }
     } as i32)
 }
 
@@ -1510,11 +1550,26 @@ async fn run_bench(
             .then(|| std::time::Duration::from_secs_f64(a.duration.max(0.1))),
         requests: a.requests,
         payload_size: a.payload_size,
+        ca_pem: ca_pem(conn)?,
     };
     let mut reports = Vec::new();
     if !a.no_baseline {
-        let (addr, stop) = start_baseline().await?;
-        reports.push(run_baseline(&format!("http://{addr}"), &shape).await?);
+        // The baseline speaks TLS when kmsd does, with a certificate made
+        // for the run, so that the two figures cost the same handshakes
+        // and record encryption.
+        let tls = (a.tls || endpoint.starts_with("https://"))
+            .then(|| kmsd::tls::ServerTls::self_signed(&["localhost", "127.0.0.1"]))
+            .transpose()?;
+        let (baseline, stop) = start_baseline(tls.as_ref()).await?;
+        let baseline_shape = LoadShape {
+            ca_pem: tls.as_ref().map(|t| t.cert_pem().to_vec()),
+            ..shape.clone()
+        };
+        let mut report = run_baseline(&baseline, &baseline_shape).await?;
+        if tls.is_some() {
+            report.target.push_str(" (TLS)");
+        }
+        reports.push(report);
         let _ = stop.send(());
     }
     if !a.baseline {
@@ -1532,7 +1587,12 @@ async fn run_bench(
             }
         };
         let (_, auth) = resolve(conn)?;
-        let result = run_kms(endpoint, auth, &key, context(a.context), &mix, &shape).await;
+        let mut result = run_kms(endpoint, auth, &key, context(a.context), &mix, &shape).await;
+        if let Ok(r) = &mut result
+            && endpoint.starts_with("https://")
+        {
+            r.target.push_str(" (TLS)");
+        }
         if created {
             kms.schedule_key_deletion(pb::ScheduleKeyDeletionRequest {
                 key_id: key.clone(),

@@ -219,6 +219,7 @@ fn presented_access_key<T>(req: &Request<T>) -> String {
 pub async fn serve(
     listener: TcpListener,
     handler: Handler,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -229,7 +230,11 @@ pub async fn serve(
         .set_serving::<pb::identity_service_server::IdentityServiceServer<Handler>>()
         .await;
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
         .add_service(health_service)
         .add_service(
             pb::key_management_service_server::KeyManagementServiceServer::new(handler.clone()),

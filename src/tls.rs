@@ -1,0 +1,169 @@
+//! TLS (rustls, through tonic) for the daemon and its clients.
+//!
+//! The daemon serves TLS with a certificate and key in PEM files; `kmsd dev
+//! --tls` makes a self-signed pair for `localhost` and `127.0.0.1` once, in
+//! `<data dir>/tls/`, and clients trust that certificate as their CA (the
+//! `ca_file` of a profile, `--ca-file` or `KMS_CA_FILE` for kmsctl).
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use zeroize::Zeroizing;
+
+/// Why TLS material could not be read or made.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The certificate could not be generated.
+    #[error("cannot generate a certificate: {0}")]
+    Generate(String),
+    /// The file is not PEM of the expected kind.
+    #[error("{0} holds no PEM certificate or key")]
+    NotPem(PathBuf),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
+    move |source| TlsError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A server's certificate chain and private key, in PEM. The key is
+/// zeroized on drop and never printed.
+pub struct ServerTls {
+    cert_pem: Vec<u8>,
+    key_pem: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls").finish_non_exhaustive()
+    }
+}
+
+impl Clone for ServerTls {
+    fn clone(&self) -> Self {
+        Self {
+            cert_pem: self.cert_pem.clone(),
+            key_pem: Zeroizing::new(self.key_pem.to_vec()),
+        }
+    }
+}
+
+impl ServerTls {
+    /// Reads a certificate (chain) and key from PEM files.
+    pub fn load(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        let cert_pem = fs::read(cert).map_err(io(cert))?;
+        let key_pem = Zeroizing::new(fs::read(key).map_err(io(key))?);
+        if !contains(&cert_pem, b"-----BEGIN CERTIFICATE-----") {
+            return Err(TlsError::NotPem(cert.to_owned()));
+        }
+        if !contains(&key_pem, b"PRIVATE KEY-----") {
+            return Err(TlsError::NotPem(key.to_owned()));
+        }
+        Ok(Self { cert_pem, key_pem })
+    }
+
+    /// A fresh self-signed certificate for `names` (DNS names or IP
+    /// addresses), with a new P-256 key from the OS RNG.
+    pub fn self_signed(names: &[&str]) -> Result<Self, TlsError> {
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let ck = rcgen::generate_simple_self_signed(names)
+            .map_err(|e| TlsError::Generate(e.to_string()))?;
+        Ok(Self {
+            cert_pem: ck.cert.pem().into_bytes(),
+            key_pem: Zeroizing::new(ck.signing_key.serialize_pem().into_bytes()),
+        })
+    }
+
+    /// The development pair in `dir` (`cert.pem`, `key.pem` mode 0600),
+    /// made on first use for `localhost` and `127.0.0.1`.
+    pub fn dev(dir: &Path) -> Result<Self, TlsError> {
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        if cert.exists() && key.exists() {
+            return Self::load(&cert, &key);
+        }
+        fs::create_dir_all(dir).map_err(io(dir))?;
+        let tls = Self::self_signed(&["localhost", "127.0.0.1", "::1"])?;
+        write_private(&key, &tls.key_pem)?;
+        write_private(&cert, &tls.cert_pem)?;
+        Ok(tls)
+    }
+
+    /// The certificate, PEM: what clients trust as their CA.
+    pub fn cert_pem(&self) -> &[u8] {
+        &self.cert_pem
+    }
+
+    /// tonic's server configuration.
+    pub fn server_config(&self) -> ServerTlsConfig {
+        ServerTlsConfig::new().identity(Identity::from_pem(&self.cert_pem, &*self.key_pem))
+    }
+}
+
+/// A client configuration that trusts `ca_pem`.
+pub fn client_config(ca_pem: &[u8]) -> ClientTlsConfig {
+    ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem))
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Writes a file atomically with mode 0600.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(io(&tmp))?;
+    fs::rename(&tmp, path).map_err(io(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_pair_is_made_once_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls_dir = dir.path().join("tls");
+        let a = ServerTls::dev(&tls_dir).unwrap();
+        let b = ServerTls::dev(&tls_dir).unwrap();
+        assert_eq!(a.cert_pem(), b.cert_pem());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(tls_dir.join("key.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(!format!("{a:?}").contains("PRIVATE"));
+    }
+
+    #[test]
+    fn non_pem_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k) = (dir.path().join("c"), dir.path().join("k"));
+        fs::write(&c, "not a cert").unwrap();
+        fs::write(&k, "not a key").unwrap();
+        assert!(matches!(ServerTls::load(&c, &k), Err(TlsError::NotPem(_))));
+    }
+}

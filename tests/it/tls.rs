@@ -1,0 +1,109 @@
+//! TLS: the daemon serving rustls, clients that trust its certificate and
+//! refuse others, and `kmsd dev --tls` with kmsctl finding the CA through
+//! the credentials file.
+
+use kmsd::client::{BearerAuth, Client, ClientError};
+use kmsd::tls::ServerTls;
+
+use crate::binary::{Kmsd, data_dir, json, kmsctl};
+use crate::common::TestDaemon;
+
+async fn tls_daemon() -> (TestDaemon, ServerTls, String) {
+    let tls = ServerTls::self_signed(&["localhost", "127.0.0.1"]).unwrap();
+    let served = tls.clone();
+    let d = TestDaemon::start_with(move |o| o.tls = Some(served)).await;
+    let endpoint = format!("https://{}", d.addr);
+    (d, tls, endpoint)
+}
+
+#[tokio::test]
+async fn clients_trusting_the_certificate_connect_and_others_do_not() {
+    let (d, tls, endpoint) = tls_daemon().await;
+    let auth = BearerAuth::new(&d.admin.access_key_id, &d.admin.secret, None).unwrap();
+
+    let channel = kmsd::client::connect_with(&endpoint, Some(tls.cert_pem()))
+        .await
+        .unwrap();
+    let c = Client::over(channel, auth.clone());
+    let key = c.create_key("over tls").await.unwrap();
+    let blob = c
+        .encrypt(&key.key_id, b"secret", &Default::default())
+        .await
+        .unwrap();
+    let got = c.decrypt(&blob, &Default::default()).await.unwrap();
+    assert_eq!(got.plaintext.expose_secret(), b"secret");
+
+    // An https endpoint without a CA is a configuration error, said so.
+    let r = kmsd::client::connect_with(&endpoint, None).await;
+    assert!(matches!(r, Err(ClientError::NoCa(_))));
+
+    // A client trusting another certificate refuses the daemon's.
+    let other = ServerTls::self_signed(&["localhost", "127.0.0.1"]).unwrap();
+    let r = kmsd::client::connect_with(&endpoint, Some(other.cert_pem())).await;
+    assert!(matches!(r, Err(ClientError::Connect { .. })), "{r:?}");
+
+    // A plaintext client gets nowhere either.
+    let plain = Client::connect_lazy(&format!("http://{}", d.addr), auth)
+        .unwrap()
+        .with_retry(kmsd::client::RetryPolicy::none());
+    assert!(plain.describe_key(&key.key_id).await.is_err());
+}
+
+// kmsctl runs as a blocking child process while this runtime serves the
+// daemon: a second worker thread keeps the daemon answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kmsctl_takes_the_ca_from_flag_or_environment() {
+    let (d, tls, endpoint) = tls_daemon().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, tls.cert_pem()).unwrap();
+    let run = |extra: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kmsctl"));
+        cmd.arg("whoami")
+            .env_clear()
+            .env("KMS_ENDPOINT", &endpoint)
+            .env("KMS_ACCESS_KEY_ID", &d.admin.access_key_id)
+            .env("KMS_SECRET_ACCESS_KEY", &d.admin.secret)
+            .env("KMS_CREDENTIALS_FILE", dir.path().join("none"));
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let ok = run(&[("KMS_CA_FILE", ca.to_str().unwrap())]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let who: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(who["Account"], d.admin.account_id.as_str());
+
+    let no_ca = run(&[]);
+    assert_eq!(no_ca.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&no_ca.stderr).contains("CA certificate"));
+}
+
+#[test]
+fn kmsd_dev_tls_writes_a_ca_that_kmsctl_uses() {
+    let (_t, dir) = data_dir();
+    let _kmsd = Kmsd::start_with(&dir, &["--tls"]);
+    let creds = std::fs::read_to_string(dir.join("credentials")).unwrap();
+    assert!(creds.contains("endpoint = https://127.0.0.1:"), "{creds}");
+    assert!(creds.contains("ca_file = "), "{creds}");
+    let key = json(&kmsctl(
+        &dir,
+        &["key", "create", "--description", "tls"],
+        None,
+    ));
+    let id = key["KeyMetadata"]["KeyId"].as_str().unwrap();
+    let described = json(&kmsctl(&dir, &["key", "describe", id], None));
+    assert_eq!(described["KeyMetadata"]["Description"], "tls");
+    // The key file is private; a second start reuses the same certificate.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("tls/key.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
