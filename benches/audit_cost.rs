@@ -74,13 +74,14 @@ fn main() -> anyhow::Result<()> {
         duration: Some(Duration::from_secs_f64(secs)),
         requests: None,
         payload_size: 64,
+        ca_pem: None,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let (addr, stop) = start_baseline().await?;
-        let baseline = run_baseline(&format!("http://{addr}"), &shape).await?;
+        let (endpoint, stop) = start_baseline(None).await?;
+        let baseline = run_baseline(&endpoint, &shape).await?;
         let _ = stop.send(());
         let off = kmsd_run(false, &shape).await?;
         let on = kmsd_run(true, &shape).await?;
