@@ -36,15 +36,11 @@
 //!   by the key user; every statement is tried. Parsing is outside the loop.
 //! - `policy/parse_compile_key_policy`: `Policy::parse` of the same document
 //!   (kmsd does this once per distinct document and caches the result).
-//! - `policy/condition_context_build`: building the request's
-//!   `ConditionContext` as `Kms::condition_context` (pub(crate)) does: a
-//!   copy of its logic through the public `ConditionContext::set` API.
-//! - `grants/match_caller_in_50_in_memory`: a caller's names matched against
-//!   50 grants on one key (operation + encryption-context constraints), the
-//!   matching grant last. The matching predicate (`kms::authz::
-//!   constraints_allow`) is pub(crate), so this is a copy of it; it bounds
-//!   the in-memory part of a grant check from above, since the store already
-//!   filters by grantee.
+//! - `policy/condition_context_build`: `kms::condition_context`, the
+//!   request's condition keys (as every authorization builds them).
+//! - `grants/allowing_grant_of_callers`: `kms::allowing_grant` over the
+//!   grants the store returns for a role session (operation and
+//!   encryption-context constraints): the in-memory part of a grant check.
 //! - `grants/store_grants_for_cached`: `Store::grants_for` on a real
 //!   `SqliteStore` in a tempdir (key with 50 grants), for a role session
 //!   (own ARN + role ARN), followed by the same match: exactly what
@@ -83,12 +79,12 @@ use kmsd::crypto::secret::SecretBytes;
 use kmsd::crypto::{BlobHeader, EncryptionContext, KeyMaterial, RootKey, Secret, blob, labels};
 use kmsd::crypto::{rng, wrap};
 use kmsd::identity::{Caller, Principal};
-use kmsd::kms::{Kms, KmsSettings};
+use kmsd::kms::{Kms, KmsSettings, allowing_grant, grantee_names};
 use kmsd::model::{
     AccessKeyRecord, AccessKeyStatus, Account, Grant, GrantConstraints, GrantOperation, KeyRecord,
     KeyState, KeyVersion,
 };
-use kmsd::policy::{ConditionContext, Policy, PolicyKind, PrincipalInfo, Request};
+use kmsd::policy::{Policy, PolicyKind, PrincipalInfo, Request};
 use kmsd::store::Store;
 use kmsd::store::sqlite::SqliteStore;
 use uuid::Uuid;
@@ -230,44 +226,6 @@ fn bench_unwrap(c: &mut Criterion) {
 
 // ---------------------------------------------------------------- policy
 
-/// A copy of `Kms::condition_context` (pub(crate)) for an IAM user calling
-/// from `source_ip` with encryption context `ctx`.
-fn condition_context(
-    now: Timestamp,
-    caller: &Caller,
-    ctx: Option<&EncryptionContext>,
-) -> ConditionContext {
-    let mut c = ConditionContext::new();
-    c.set("aws:CurrentTime", now.to_rfc3339());
-    c.set("aws:EpochTime", (now.0 / 1000).to_string());
-    c.set(
-        "aws:PrincipalArn",
-        caller.role_arn().unwrap_or_else(|| caller.arn.clone()),
-    );
-    c.set("aws:PrincipalAccount", caller.account_id.clone());
-    c.set("aws:userid", caller.user_id.clone());
-    c.set("kms:CallerAccount", caller.account_id.clone());
-    if let Some(ip) = caller.source_ip {
-        c.set("aws:SourceIp", ip.to_string());
-    }
-    if matches!(caller.principal, Principal::AssumedRole { .. }) {
-        c.set("aws:MultiFactorAuthPresent", caller.mfa_present.to_string());
-    }
-    if let Principal::User { name } = &caller.principal {
-        c.set("aws:username", name.clone());
-    }
-    if let Some(ctx) = ctx {
-        for (k, v) in ctx.entries() {
-            c.set(&format!("kms:EncryptionContext:{k}"), v.clone());
-        }
-        c.set_many(
-            "kms:EncryptionContextKeys",
-            ctx.entries().keys().cloned().collect(),
-        );
-    }
-    c
-}
-
 fn key_user() -> Caller {
     Caller {
         account_id: ACCOUNT.into(),
@@ -303,7 +261,7 @@ fn bench_policy(c: &mut Criterion) {
     let caller = key_user();
     let ctx = context();
     let now = SystemClock.now();
-    let context = condition_context(now, &caller, Some(&ctx));
+    let context = kmsd::kms::condition_context(now, &caller, Some(&ctx));
     let principal = PrincipalInfo {
         arn: caller.arn.clone(),
         account_id: caller.account_id.clone(),
@@ -328,7 +286,7 @@ fn bench_policy(c: &mut Criterion) {
         b.iter(|| Policy::parse(black_box(KEY_POLICY), PolicyKind::Key).expect("valid"))
     });
     g.bench_function("condition_context_build", |b| {
-        b.iter(|| condition_context(now, black_box(&caller), Some(black_box(&ctx))))
+        b.iter(|| kmsd::kms::condition_context(now, black_box(&caller), Some(black_box(&ctx))))
     });
     g.finish();
 }
@@ -378,37 +336,6 @@ fn bench_audit(c: &mut Criterion) {
 }
 
 // ------------------------------------------------- grants, store and Kms
-
-/// A copy of `kms::authz::constraints_allow` (pub(crate)).
-fn constraints_allow(c: Option<&GrantConstraints>, ctx: &EncryptionContext) -> bool {
-    let ctx = ctx.entries();
-    match c {
-        None => true,
-        Some(GrantConstraints::Subset(m)) => m.iter().all(|(k, v)| ctx.get(k) == Some(v)),
-        Some(GrantConstraints::Equals(m)) => ctx == m,
-    }
-}
-
-/// What `Kms::grant_allows` (pub(crate)) does once it has the grants.
-fn find_grant<'g>(
-    grants: &'g [Grant],
-    names: &[String],
-    op: GrantOperation,
-    ctx: &EncryptionContext,
-) -> Option<&'g Grant> {
-    grants.iter().find(|g| {
-        names.contains(&g.grantee)
-            && g.operations.contains(&op)
-            && constraints_allow(g.constraints.as_ref(), ctx)
-    })
-}
-
-/// The caller's own ARN and its role's, as `authz::grantee_names` makes them.
-fn grantee_names(caller: &Caller) -> Vec<String> {
-    let mut names = vec![caller.arn.clone()];
-    names.extend(caller.role_arn());
-    names
-}
 
 /// 50 grants on `key_id`: 48 for other principals, then one Decrypt-only
 /// grant and one Encrypt/Decrypt/GenerateDataKey grant constrained to
@@ -564,13 +491,7 @@ impl Fixture {
             .await
             .expect("grants_for");
         // The store filtered by grantee; the domain checks the rest.
-        grants
-            .iter()
-            .find(|g| {
-                g.operations.contains(&GrantOperation::Encrypt)
-                    && constraints_allow(g.constraints.as_ref(), ctx)
-            })
-            .is_some()
+        allowing_grant(&grants, GrantOperation::Encrypt, Some(ctx)).is_some()
     }
 }
 
@@ -579,17 +500,23 @@ fn bench_grants_and_kms(c: &mut Criterion) {
     let ctx = context();
     let session = role_session("s-warm");
     let names = grantee_names(&session);
-    assert!(find_grant(&f.grants, &names, GrantOperation::Encrypt, &ctx).is_some());
+    // What the store returns for this caller: the grants naming it.
+    let mine: Vec<Grant> = f
+        .grants
+        .iter()
+        .filter(|g| names.contains(&g.grantee))
+        .cloned()
+        .collect();
+    assert!(allowing_grant(&mine, GrantOperation::Encrypt, Some(&ctx)).is_some());
     assert!(f.rt.block_on(f.grant_check(&session, &ctx)));
 
     let mut g = c.benchmark_group("grants");
-    g.bench_function("match_caller_in_50_in_memory", |b| {
+    g.bench_function("allowing_grant_of_callers", |b| {
         b.iter(|| {
-            find_grant(
-                black_box(&f.grants),
-                black_box(&names),
+            allowing_grant(
+                black_box(&mine),
                 GrantOperation::Encrypt,
-                black_box(&ctx),
+                Some(black_box(&ctx)),
             )
             .is_some()
         })

@@ -132,10 +132,22 @@ fn combine(evals: impl IntoIterator<Item = Evaluation>) -> Combined {
 }
 
 /// The ARNs a grant may name to reach `caller`: its own, and its role's.
-pub(crate) fn grantee_names(caller: &Caller) -> Vec<String> {
+pub fn grantee_names(caller: &Caller) -> Vec<String> {
     let mut names = vec![caller.arn.clone()];
     names.extend(caller.role_arn());
     names
+}
+
+/// The first of `grants` (those naming the caller) that allows `op` under
+/// the call's encryption context.
+pub fn allowing_grant<'g>(
+    grants: &'g [crate::model::Grant],
+    op: GrantOperation,
+    ctx: Option<&EncryptionContext>,
+) -> Option<&'g crate::model::Grant> {
+    grants
+        .iter()
+        .find(|g| g.operations.contains(&op) && constraints_allow(g.constraints.as_ref(), ctx))
 }
 
 /// Whether a grant's constraints admit the call's encryption context.
@@ -160,44 +172,53 @@ fn denial(caller: &Caller, action: &str, resource: &str, why: &str) -> KmsError 
     ))
 }
 
+/// The condition keys every request by `caller` at `now` has, with the
+/// call's encryption context if it has one.
+pub fn condition_context(
+    now: crate::clock::Timestamp,
+    caller: &Caller,
+    ctx: Option<&EncryptionContext>,
+) -> ConditionContext {
+    let mut c = ConditionContext::new();
+    c.set("aws:CurrentTime", now.to_rfc3339());
+    c.set("aws:EpochTime", (now.0 / 1000).to_string());
+    c.set(
+        "aws:PrincipalArn",
+        caller.role_arn().unwrap_or_else(|| caller.arn.clone()),
+    );
+    c.set("aws:PrincipalAccount", caller.account_id.clone());
+    c.set("aws:userid", caller.user_id.clone());
+    c.set("kms:CallerAccount", caller.account_id.clone());
+    if let Some(ip) = caller.source_ip {
+        c.set("aws:SourceIp", ip.to_string());
+    }
+    // As in AWS: present for temporary credentials only.
+    if matches!(caller.principal, Principal::AssumedRole { .. }) {
+        c.set("aws:MultiFactorAuthPresent", caller.mfa_present.to_string());
+    }
+    if let Principal::User { name } = &caller.principal {
+        c.set("aws:username", name.clone());
+    }
+    if let Some(ctx) = ctx {
+        for (k, v) in ctx.entries() {
+            c.set(&format!("kms:EncryptionContext:{k}"), v.clone());
+        }
+        c.set_many(
+            "kms:EncryptionContextKeys",
+            ctx.entries().keys().cloned().collect(),
+        );
+    }
+    c
+}
+
 impl Kms {
-    /// The condition keys every request has.
+    /// The condition keys of a request now.
     pub(crate) fn condition_context(
         &self,
         caller: &Caller,
         ctx: Option<&EncryptionContext>,
     ) -> ConditionContext {
-        let now = self.clock.now();
-        let mut c = ConditionContext::new();
-        c.set("aws:CurrentTime", now.to_rfc3339());
-        c.set("aws:EpochTime", (now.0 / 1000).to_string());
-        c.set(
-            "aws:PrincipalArn",
-            caller.role_arn().unwrap_or_else(|| caller.arn.clone()),
-        );
-        c.set("aws:PrincipalAccount", caller.account_id.clone());
-        c.set("aws:userid", caller.user_id.clone());
-        c.set("kms:CallerAccount", caller.account_id.clone());
-        if let Some(ip) = caller.source_ip {
-            c.set("aws:SourceIp", ip.to_string());
-        }
-        // As in AWS: present for temporary credentials only.
-        if matches!(caller.principal, Principal::AssumedRole { .. }) {
-            c.set("aws:MultiFactorAuthPresent", caller.mfa_present.to_string());
-        }
-        if let Principal::User { name } = &caller.principal {
-            c.set("aws:username", name.clone());
-        }
-        if let Some(ctx) = ctx {
-            for (k, v) in ctx.entries() {
-                c.set(&format!("kms:EncryptionContext:{k}"), v.clone());
-            }
-            c.set_many(
-                "kms:EncryptionContextKeys",
-                ctx.entries().keys().cloned().collect(),
-            );
-        }
-        c
+        condition_context(self.clock.now(), caller, ctx)
     }
 
     /// The compiled identity policies that apply to the caller.
@@ -317,9 +338,7 @@ impl Kms {
             return Ok(false);
         };
         let grants = self.store.grants_for(key.id, grantee_names(caller)).await?;
-        let allowing = grants
-            .iter()
-            .find(|g| g.operations.contains(&op) && constraints_allow(g.constraints.as_ref(), ctx));
+        let allowing = allowing_grant(&grants, op, ctx);
         if let Some(g) = allowing {
             crate::audit::notes::grant(&g.grant_id);
         }

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 pub use audit_ops::{LookupFilter, TrailReport};
+pub use authz::{allowing_grant, condition_context, grantee_names};
 pub use background::{SweepReport, run_maintenance};
 pub use crypto_ops::{DataKeyOutput, DataKeySpec, DecryptOutput, ReEncryptOutput};
 pub use grants::{CreateGrantInput, GrantCreated};
