@@ -1,6 +1,7 @@
 //! `kmsctl`: the command-line client of kmsd. Output is JSON, one document
-//! per command, stable for scripts. Exit codes: 0 success, 2 usage error,
-//! 3 authentication or authorization failure, 1 any other failure.
+//! per command, stable for scripts, or with `--output table` the same
+//! document as a table. Exit codes: 0 success, 2 usage error, 3
+//! authentication or authorization failure, 1 any other failure.
 
 mod iam;
 mod output;
