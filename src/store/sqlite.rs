@@ -43,6 +43,10 @@ const CACHE_LIMIT: usize = 65_536;
 
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 512;
+/// How long a writer under load waits for more jobs before committing.
+const COMMIT_DELAY: std::time::Duration = std::time::Duration::from_micros(500);
+/// The size of the previous batch from which the writer counts as under load.
+const COMMIT_SIBLINGS: usize = 8;
 
 /// A cached read: the cache generation it was read at, and the value.
 type CacheEntry = (u64, Arc<dyn Any + Send + Sync>);
@@ -306,14 +310,28 @@ fn checkpoint_loop(conn: &Connection, closing: &AtomicBool) {
 
 fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, checkpoint: &AtomicBool) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut last_batch = 0usize;
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
+        let drain = |batch: &mut Vec<Job>, rx: &mut mpsc::Receiver<Job>| {
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(j) => batch.push(j),
+                    Err(_) => break,
+                }
             }
+        };
+        drain(&mut batch, &mut rx);
+        // Under load (the last batch held several writers), wait a moment
+        // for the callers about to write, as PostgreSQL's commit_delay does:
+        // one commit, one fsync and fewer WAL pages then serve more writes.
+        // Measured: kmsd's CPU per Encrypt fell from about 60 to 54 µs at 64
+        // callers (BENCHMARKS.md). A lightly loaded daemon never waits.
+        if last_batch >= COMMIT_SIBLINGS && batch.len() < MAX_BATCH {
+            thread::sleep(COMMIT_DELAY);
+            drain(&mut batch, &mut rx);
         }
+        last_batch = batch.len();
         let begun = conn.execute_batch("BEGIN IMMEDIATE");
         if let Err(e) = begun {
             let e = Arc::new(e);
