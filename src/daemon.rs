@@ -8,7 +8,6 @@
 //! - `credentials`: INI profiles written by `kmsd dev`, mode 0600.
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,6 +54,9 @@ pub enum Error {
     /// The data directory is in a state we do not understand.
     #[error("{0}")]
     Inconsistent(String),
+    /// The credentials file could not be written.
+    #[error(transparent)]
+    Credentials(#[from] crate::profile::ProfileError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -385,37 +387,42 @@ impl Daemon {
     }
 }
 
-/// Writes the credentials file atomically with mode 0600.
+/// Writes the dev profiles into the credentials file (atomically, mode
+/// 0600), keeping any other profile the file holds.
 fn write_credentials(
     path: &Path,
     profiles: &[(&str, &Profile)],
     ca_file: Option<&Path>,
 ) -> Result<(), Error> {
-    let tmp = path.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    let mut text = zeroize::Zeroizing::new(String::from(
-        "# Written by `kmsd dev`. Holds secrets: keep it private.\n",
-    ));
-    for (name, p) in profiles {
-        text.push_str(&format!(
-            "\n[{name}]\nendpoint = {}\naccount_id = {}\naccess_key_id = {}\nsecret_access_key = {}\n",
-            p.endpoint,
-            p.account_id,
-            p.access_key_id,
-            String::from_utf8_lossy(p.secret_access_key.expose_secret())
-        ));
-        if let Some(ca) = ca_file {
-            text.push_str(&format!("ca_file = {}\n", ca.display()));
-        }
-    }
-    f.write_all(text.as_bytes()).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    fs::rename(&tmp, path).map_err(io(path))?;
-    Ok(())
+    let ca = ca_file.map(|p| p.display().to_string());
+    let secrets: Vec<zeroize::Zeroizing<String>> = profiles
+        .iter()
+        .map(|(_, p)| {
+            zeroize::Zeroizing::new(
+                String::from_utf8_lossy(p.secret_access_key.expose_secret()).into_owned(),
+            )
+        })
+        .collect();
+    let fields: Vec<Vec<(&str, &str)>> = profiles
+        .iter()
+        .zip(&secrets)
+        .map(|((_, p), secret)| {
+            let mut f = vec![
+                ("endpoint", p.endpoint.as_str()),
+                ("account_id", p.account_id.as_str()),
+                ("access_key_id", p.access_key_id.as_str()),
+                ("secret_access_key", secret.as_str()),
+            ];
+            if let Some(ca) = &ca {
+                f.push(("ca_file", ca.as_str()));
+            }
+            f
+        })
+        .collect();
+    let sections: Vec<(&str, &[(&str, &str)])> = profiles
+        .iter()
+        .zip(&fields)
+        .map(|((name, _), f)| (*name, f.as_slice()))
+        .collect();
+    Ok(crate::profile::save_sections(path, &sections)?)
 }

@@ -97,6 +97,16 @@ pub fn load(path: &Path, profile: &str) -> Result<ClientProfile, ProfileError> {
 /// Adds or replaces the section `name` of the INI file at `path` (created
 /// with mode 0600 if missing; replaced atomically).
 pub fn save(path: &Path, name: &str, fields: &[(&str, &str)]) -> Result<(), ProfileError> {
+    save_sections(path, &[(name, fields)])
+}
+
+/// Adds or replaces several sections at once, keeping every other section
+/// of the file (profiles saved by `kmsctl --save-profile` survive a
+/// restart of `kmsd dev`).
+pub fn save_sections(
+    path: &Path,
+    sections: &[(&str, &[(&str, &str)])],
+) -> Result<(), ProfileError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let err = |reason: String| ProfileError::File {
@@ -108,12 +118,20 @@ pub fn save(path: &Path, name: &str, fields: &[(&str, &str)]) -> Result<(), Prof
     } else {
         ini::Ini::new()
     };
-    ini.delete(Some(name));
-    for (k, v) in fields {
-        ini.with_section(Some(name)).set(*k, *v);
+    for (name, fields) in sections {
+        ini.delete(Some(*name));
+        for (k, v) in *fields {
+            ini.with_section(Some(*name)).set(*k, *v);
+        }
     }
     let mut text = Vec::new();
-    ini.write_to(&mut text).map_err(|e| err(e.to_string()))?;
+    // `key = value`, as `kmsd dev` has always written the file.
+    let opt = ini::WriteOption {
+        kv_separator: " = ",
+        ..Default::default()
+    };
+    ini.write_to_opt(&mut text, opt)
+        .map_err(|e| err(e.to_string()))?;
     let text = Zeroizing::new(text);
     let tmp = path.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);

@@ -3,14 +3,14 @@
 
 use std::path::PathBuf;
 
-use anyhow::anyhow;
+use anyhow::{Context, anyhow};
 use clap::Subcommand;
 use kmsd::client::IdentityClient;
 use kmsd::pb;
 use serde_json::{Value, json};
 
 use crate::output::print;
-use crate::{Conn, all_pages, credentials_path, read_text, ts};
+use crate::{Conn, all_pages, ca_file, credentials_path, read_text, ts};
 
 #[derive(Debug, Subcommand)]
 pub enum IamCmd {
@@ -38,7 +38,10 @@ pub enum IamCmd {
     },
     /// Delete an access key (of a user, or yours).
     DeleteAccessKey {
-        access_key_id: String,
+        /// The access key id. (Not named `access_key_id`: that is the
+        /// global credentials option's id, and clap would mix the two.)
+        #[arg(value_name = "ACCESS_KEY_ID")]
+        key_id: String,
         #[arg(long)]
         user: Option<String>,
     },
@@ -139,25 +142,23 @@ pub async fn run_iam(
                 .root_credentials
                 .ok_or_else(|| anyhow!("the daemon returned no credentials"))?;
             let secret = zeroize::Zeroizing::new(c.secret_access_key.clone());
-            if let Some(p) = &save_profile {
-                kmsd::profile::save(
-                    &credentials_path(conn)?,
-                    p,
-                    &[
-                        ("endpoint", endpoint),
-                        ("account_id", &r.account_id),
-                        ("access_key_id", &c.access_key_id),
-                        ("secret_access_key", &secret),
-                    ],
-                )?;
-            }
-            print(&json!({
-                "AccountId": r.account_id,
-                "RootArn": r.root_arn,
-                "AccessKeyId": c.access_key_id,
-                "SecretAccessKey": secret.as_str(),
-                "SavedAsProfile": save_profile,
-            }))
+            print_then_save(
+                &json!({
+                    "AccountId": r.account_id,
+                    "RootArn": r.root_arn,
+                    "AccessKeyId": c.access_key_id,
+                    "SecretAccessKey": secret.as_str(),
+                    "SavedAsProfile": save_profile,
+                }),
+                conn,
+                save_profile.as_deref(),
+                &[
+                    ("endpoint", endpoint),
+                    ("account_id", &r.account_id),
+                    ("access_key_id", &c.access_key_id),
+                    ("secret_access_key", &secret),
+                ],
+            )
         }
         IamCmd::CreateUser { name, path } => {
             let r = iam
@@ -198,24 +199,22 @@ pub async fn run_iam(
                 .access_key
                 .ok_or_else(|| anyhow!("the daemon returned no access key"))?;
             let secret = zeroize::Zeroizing::new(k.secret_access_key.clone());
-            if let Some(name) = &save_profile {
-                kmsd::profile::save(
-                    &credentials_path(conn)?,
-                    name,
-                    &[
-                        ("endpoint", endpoint),
-                        ("account_id", &me.account),
-                        ("access_key_id", &k.access_key_id),
-                        ("secret_access_key", &secret),
-                    ],
-                )?;
-            }
-            print(&json!({"AccessKey": {
-                "UserName": k.user_name,
-                "AccessKeyId": k.access_key_id,
-                "SecretAccessKey": secret.as_str(),
-                "SavedAsProfile": save_profile,
-            }}))
+            print_then_save(
+                &json!({"AccessKey": {
+                    "UserName": k.user_name,
+                    "AccessKeyId": k.access_key_id,
+                    "SecretAccessKey": secret.as_str(),
+                    "SavedAsProfile": save_profile,
+                }}),
+                conn,
+                save_profile.as_deref(),
+                &[
+                    ("endpoint", endpoint),
+                    ("account_id", &me.account),
+                    ("access_key_id", &k.access_key_id),
+                    ("secret_access_key", &secret),
+                ],
+            )
         }
         IamCmd::PutUserPolicy {
             user,
@@ -312,12 +311,9 @@ pub async fn run_iam(
                 .collect();
             print(&json!({"AccessKeyMetadata": keys}))
         }
-        IamCmd::DeleteAccessKey {
-            access_key_id,
-            user,
-        } => {
+        IamCmd::DeleteAccessKey { key_id, user } => {
             iam.delete_access_key(pb::DeleteAccessKeyRequest {
-                access_key_id,
+                access_key_id: key_id,
                 user_name: user,
             })
             .await?;
@@ -444,29 +440,27 @@ pub async fn run_iam(
                 .nth(4)
                 .unwrap_or_default()
                 .to_owned();
-            if let Some(name) = &save_profile {
-                kmsd::profile::save(
-                    &credentials_path(conn)?,
-                    name,
-                    &[
-                        ("endpoint", endpoint),
-                        ("account_id", &account),
-                        ("access_key_id", &c.access_key_id),
-                        ("secret_access_key", &secret),
-                        ("session_token", &token),
-                    ],
-                )?;
-            }
-            print(&json!({
-                "AssumedRoleUser": {"Arn": r.assumed_role_arn, "AssumedRoleId": r.assumed_role_id},
-                "Credentials": {
-                    "AccessKeyId": c.access_key_id,
-                    "SecretAccessKey": secret.as_str(),
-                    "SessionToken": token.as_str(),
-                    "Expiration": ts(c.expiration.as_ref()),
-                },
-                "SavedAsProfile": save_profile,
-            }))
+            print_then_save(
+                &json!({
+                    "AssumedRoleUser": {"Arn": r.assumed_role_arn, "AssumedRoleId": r.assumed_role_id},
+                    "Credentials": {
+                        "AccessKeyId": c.access_key_id,
+                        "SecretAccessKey": secret.as_str(),
+                        "SessionToken": token.as_str(),
+                        "Expiration": ts(c.expiration.as_ref()),
+                    },
+                    "SavedAsProfile": save_profile,
+                }),
+                conn,
+                save_profile.as_deref(),
+                &[
+                    ("endpoint", endpoint),
+                    ("account_id", &account),
+                    ("access_key_id", &c.access_key_id),
+                    ("secret_access_key", &secret),
+                    ("session_token", &token),
+                ],
+            )
         }
     }
 }
@@ -507,4 +501,30 @@ fn print_policy(principal_field: &str, r: pb::GetPrincipalPolicyResponse) -> any
         "PolicyName": r.policy_name,
         "PolicyDocument": policy_value(&r.policy_document),
     }))
+}
+
+/// Prints an answer that holds a secret shown only once, then, if asked,
+/// saves the credentials as a profile (with the CA the call trusted). The
+/// printing comes first, so a file that cannot be written never costs the
+/// secret.
+fn print_then_save(
+    answer: &Value,
+    conn: &Conn,
+    profile: Option<&str>,
+    fields: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    print(answer)?;
+    let Some(name) = profile else {
+        return Ok(());
+    };
+    let ca = ca_file(conn).map(|p| std::path::absolute(&p).unwrap_or(p));
+    let ca = ca.as_ref().map(|p| p.display().to_string());
+    let mut fields = fields.to_vec();
+    if let Some(ca) = &ca {
+        fields.push(("ca_file", ca));
+    }
+    let path = credentials_path(conn)?;
+    kmsd::profile::save(&path, name, &fields).with_context(|| {
+        format!("the credentials above were printed but not saved as profile [{name}]")
+    })
 }

@@ -125,8 +125,9 @@ enum Command {
         /// Encryption context entries, k=v (stored in the header).
         #[arg(long = "context", value_parser = parse_kv)]
         context: Vec<(String, String)>,
-        /// Plaintext bytes per segment.
-        #[arg(long, default_value_t = kmsd::envelope::DEFAULT_SEGMENT)]
+        /// Plaintext bytes per segment (1024 to 16777216).
+        #[arg(long, default_value_t = kmsd::envelope::DEFAULT_SEGMENT,
+              value_parser = clap::value_parser!(u32).range(1024..=16 * 1024 * 1024))]
         segment_size: u32,
         /// No progress bar (one is drawn on a terminal for inputs of 16 MiB or more).
         #[arg(long)]
@@ -610,6 +611,14 @@ async fn connect_audit(conn: &Conn) -> anyhow::Result<AuditClient> {
 /// `KMS_SESSION_TOKEN`) if given, else the profile; `--endpoint`
 /// (`KMS_ENDPOINT`) overrides the profile's endpoint.
 fn resolve(conn: &Conn) -> anyhow::Result<(String, BearerAuth)> {
+    if conn.access_key_id.is_some() != conn.secret_access_key.is_some() {
+        // Half an override must not silently fall back to the profile's
+        // identity.
+        return Err(UsageError(
+            "give both the access key id and the secret access key (flags or KMS_ACCESS_KEY_ID and KMS_SECRET_ACCESS_KEY), or neither".into(),
+        )
+        .into());
+    }
     if let (Some(id), Some(secret)) = (&conn.access_key_id, &conn.secret_access_key) {
         let endpoint = match &conn.endpoint {
             Some(e) => e.clone(),
@@ -639,17 +648,21 @@ fn resolve(conn: &Conn) -> anyhow::Result<(String, BearerAuth)> {
     Ok((endpoint, auth))
 }
 
-/// The CA certificate to trust: `--ca-file` (`KMS_CA_FILE`), else the
+/// The CA certificate file to trust: `--ca-file` (`KMS_CA_FILE`), else the
 /// profile's `ca_file`, if any.
-fn ca_pem(conn: &Conn) -> anyhow::Result<Option<Vec<u8>>> {
-    let path = match &conn.ca_file {
+fn ca_file(conn: &Conn) -> Option<PathBuf> {
+    match &conn.ca_file {
         Some(p) => Some(p.clone()),
         None => credentials_path(conn)
             .ok()
             .and_then(|f| kmsd::profile::load(&f, &conn.profile).ok())
             .and_then(|p| p.ca_file),
-    };
-    Ok(path.as_deref().map(client::read_ca).transpose()?)
+    }
+}
+
+/// The CA certificate to trust, read.
+fn ca_pem(conn: &Conn) -> anyhow::Result<Option<Vec<u8>>> {
+    Ok(ca_file(conn).as_deref().map(client::read_ca).transpose()?)
 }
 
 async fn connect(conn: &Conn) -> anyhow::Result<(KmsClient, IdentityClient, String)> {
@@ -726,13 +739,23 @@ fn read_input(p: &PathBuf) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
     Ok(buf)
 }
 
+/// Writes a plaintext or ciphertext to stdout or to a file readable only by
+/// its owner.
 fn write_output(p: &PathBuf, bytes: &[u8]) -> anyhow::Result<()> {
     if p.as_os_str() == "-" {
         let mut out = std::io::stdout().lock();
         out.write_all(bytes)?;
         out.flush()?;
     } else {
-        std::fs::write(p, bytes).with_context(|| format!("writing {}", p.display()))?;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(p)
+            .and_then(|mut f| f.write_all(bytes))
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
 }
@@ -1720,6 +1743,19 @@ async fn finish_output<T, E: Into<anyhow::Error>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subcommand_arguments_do_not_feed_the_global_credentials() {
+        let cli =
+            Cli::try_parse_from(["kmsctl", "iam", "delete-access-key", "AKIAEXAMPLE"]).unwrap();
+        assert_eq!(cli.conn.access_key_id, None);
+        assert!(matches!(
+            cli.command,
+            Command::Iam(IamCmd::DeleteAccessKey { ref key_id, .. }) if key_id == "AKIAEXAMPLE"
+        ));
+        let cli = Cli::try_parse_from(["kmsctl", "random", "--out", "f"]).unwrap();
+        assert_eq!(cli.conn.output, None);
+    }
 
     #[test]
     fn parsed_arguments_never_print_the_secret() {
