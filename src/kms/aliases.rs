@@ -80,10 +80,15 @@ impl Kms {
         target_key_id: &str,
     ) -> Result<()> {
         validate_alias_name(alias_name)?;
-        self.store
+        let alias = self
+            .store
             .get_alias(&caller.account_id, alias_name)
             .await?
             .ok_or_else(|| self.alias_not_found(caller, alias_name))?;
+        // As in AWS, the caller needs kms:UpdateAlias on the key the alias
+        // leaves as well as on the key it comes to.
+        self.resolve(caller, &alias.key_id.to_string(), "UpdateAlias", None)
+            .await?;
         let key = self
             .resolve_key_only(caller, target_key_id, "UpdateAlias")
             .await?;
@@ -107,6 +112,14 @@ impl Kms {
     /// DeleteAlias.
     pub async fn delete_alias(&self, caller: &Caller, alias_name: &str) -> Result<()> {
         validate_alias_name(alias_name)?;
+        let alias = self
+            .store
+            .get_alias(&caller.account_id, alias_name)
+            .await?
+            .ok_or_else(|| self.alias_not_found(caller, alias_name))?;
+        // The caller needs kms:DeleteAlias on the key the alias names.
+        self.resolve(caller, &alias.key_id.to_string(), "DeleteAlias", None)
+            .await?;
         if !self
             .store
             .delete_alias(&caller.account_id, alias_name)

@@ -763,3 +763,69 @@ async fn tags_of_a_pending_key() {
     assert!(r.is_err(), "TagResource accepted an alias");
     assert!(all_tags(&mut kms, &k.key_id).await.is_empty());
 }
+
+/// DeleteAlias and UpdateAlias need permission on the key the alias names
+/// (and, for UpdateAlias, on the new key too): a user of the account who
+/// may only describe keys can neither delete nor repoint another's alias.
+#[tokio::test]
+async fn alias_changes_need_permission_on_the_aliased_key() {
+    use crate::authz_util::{allow_identity, new_user, put_user_policy};
+    let d = TestDaemon::start().await;
+    let mut admin = d.admin_kms().await;
+    let a = create_key(&mut admin).await;
+    let b = create_key(&mut admin).await;
+    create_alias(&mut admin, "alias/guarded", &a.key_id)
+        .await
+        .unwrap();
+    let mallory = new_user(&d, &d.admin, "mallory").await;
+    put_user_policy(
+        &d,
+        &d.admin,
+        "mallory",
+        "describe",
+        &allow_identity("kms:DescribeKey"),
+    )
+    .await
+    .unwrap();
+    let mut m = d.kms_client(&mallory).await;
+    let r = m
+        .delete_alias(pb::DeleteAliasRequest {
+            alias_name: "alias/guarded".into(),
+        })
+        .await;
+    assert_err(r, Code::PermissionDenied, "AccessDeniedException");
+    let r = m
+        .update_alias(pb::UpdateAliasRequest {
+            alias_name: "alias/guarded".into(),
+            target_key_id: b.key_id.clone(),
+        })
+        .await;
+    assert_err(r, Code::PermissionDenied, "AccessDeniedException");
+    // The alias still names the first key.
+    assert_eq!(
+        describe(&mut admin, "alias/guarded").await.unwrap().key_id,
+        a.key_id
+    );
+
+    // Allowed on both keys, the same user may repoint and delete it.
+    put_user_policy(
+        &d,
+        &d.admin,
+        "mallory",
+        "aliases",
+        &allow_identity("kms:*Alias"),
+    )
+    .await
+    .unwrap();
+    m.update_alias(pb::UpdateAliasRequest {
+        alias_name: "alias/guarded".into(),
+        target_key_id: b.key_id.clone(),
+    })
+    .await
+    .unwrap();
+    m.delete_alias(pb::DeleteAliasRequest {
+        alias_name: "alias/guarded".into(),
+    })
+    .await
+    .unwrap();
+}
