@@ -81,6 +81,19 @@ fn validate_common(ctx: &EncryptionContext, grant_tokens: &[String]) -> Result<(
             "encryption context keys must not be empty",
         ));
     }
+    // Condition keys are case-insensitive (`kms:EncryptionContext:Dept` and
+    // `...:dept` are one key), so two context keys that differ only by case
+    // would let one hide the other from a policy condition.
+    let mut lowered = std::collections::HashSet::with_capacity(ctx.entries().len());
+    if !ctx
+        .entries()
+        .keys()
+        .all(|k| lowered.insert(k.to_lowercase()))
+    {
+        return Err(KmsError::validation(
+            "encryption context keys must differ by more than letter case",
+        ));
+    }
     if ctx.canonical_bytes().len() > MAX_CONTEXT_BYTES {
         return Err(KmsError::validation(format!(
             "the encryption context must encode to at most {MAX_CONTEXT_BYTES} bytes"

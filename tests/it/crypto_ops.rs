@@ -742,3 +742,36 @@ async fn relabelled_blobs_are_refused() {
     expect_invalid(&mut kms, &spliced, &ctx(&[]), "header of another blob").await;
     assert_eq!(decrypt_ok(&mut kms, &blob).await, b"labelled a");
 }
+
+/// Condition keys ignore case, so a context whose keys differ only by case
+/// could hide one value from a `kms:EncryptionContext:` condition: refused.
+#[tokio::test]
+async fn context_keys_differing_only_by_case_are_refused() {
+    let d = TestDaemon::start().await;
+    let mut kms = d.admin_kms().await;
+    let m = create_key(&mut kms).await;
+    let both = ctx(&[("Dept", "secret"), ("dept", "x")]);
+    assert_err(
+        encrypt(&mut kms, &m.key_id, b"x", &both).await,
+        Code::InvalidArgument,
+        "ValidationException",
+    );
+    let r = kms
+        .generate_data_key(pb::GenerateDataKeyRequest {
+            key_id: m.key_id.clone(),
+            key_spec: Some(pb::DataKeySpec::Aes256 as i32),
+            encryption_context: both,
+            ..Default::default()
+        })
+        .await;
+    assert_err(r, Code::InvalidArgument, "ValidationException");
+    // Distinct keys of any case are fine.
+    encrypt(
+        &mut kms,
+        &m.key_id,
+        b"x",
+        &ctx(&[("Dept", "a"), ("Team", "b")]),
+    )
+    .await
+    .unwrap();
+}
