@@ -165,5 +165,9 @@ mod tests {
         fs::write(&c, "not a cert").unwrap();
         fs::write(&k, "not a key").unwrap();
         assert!(matches!(ServerTls::load(&c, &k), Err(TlsError::NotPem(_))));
+        // A good certificate with a bad key: the key is named.
+        let good = ServerTls::self_signed(&["localhost"]).unwrap();
+        fs::write(&c, good.cert_pem()).unwrap();
+        assert!(matches!(ServerTls::load(&c, &k), Err(TlsError::NotPem(p)) if p == k));
     }
 }

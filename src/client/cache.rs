@@ -334,6 +334,9 @@ mod tests {
             "60 + 41 > 100"
         );
         // A message larger than the limit is never cached.
+        let held = c.len();
+        c.put_encryption_materials("k2", b"a", materials(2), 101);
+        assert_eq!(c.len(), held);
         c.put_encryption_materials("k", b"a", materials(2), 101);
         assert!(c.encryption_materials("k", b"a", 1).is_none());
     }
@@ -341,14 +344,14 @@ mod tests {
     #[test]
     fn entries_expire() {
         let c = DataKeyCache::new(CacheLimits {
-            max_age: Duration::from_millis(20),
+            max_age: Duration::from_millis(300),
             ..CacheLimits::default()
         })
         .unwrap();
         c.put_encryption_materials("k", b"", materials(1), 1);
         c.put_decryption_key("arn", b"w", b"", Arc::new(SecretBytes::new(vec![1; 32])));
         assert!(c.decryption_key("arn", b"w", b"").is_some());
-        std::thread::sleep(Duration::from_millis(30));
+        std::thread::sleep(Duration::from_millis(350));
         assert!(c.encryption_materials("k", b"", 1).is_none());
         assert!(c.decryption_key("arn", b"w", b"").is_none());
         assert!(c.is_empty());

@@ -94,9 +94,14 @@ pub(crate) fn kmsctl(data_dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Ou
     cmd.arg("--credentials")
         .arg(data_dir.join("credentials"))
         .args(args);
-    cmd.env_remove("KMS_PROFILE")
-        .env_remove("KMS_ENDPOINT")
-        .env_remove("KMS_CREDENTIALS_FILE");
+    // Nothing from the caller's shell may change who kmsctl is or how it
+    // answers: every KMS_* variable goes (KMS_ACCESS_KEY_ID and friends
+    // would override the profiles these tests choose).
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("KMS_") {
+            cmd.env_remove(k);
+        }
+    }
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -793,23 +793,23 @@ fn blob_commands() {
         1,
         "DisabledException",
     );
+    let original = run(
+        &dir,
+        &[
+            "decrypt-blob",
+            "--in",
+            path(&blob),
+            "--context",
+            "purpose=test",
+            "--context",
+            "tenant=a",
+        ],
+    );
     assert!(
-        run(
-            &dir,
-            &[
-                "decrypt-blob",
-                "--in",
-                path(&blob),
-                "--context",
-                "purpose=test",
-                "--context",
-                "tenant=a"
-            ]
-        )
-        .status
-        .success(),
+        original.status.success(),
         "the original still decrypts under the first key"
     );
+    assert_eq!(original.stdout, secret, "and to the same plaintext");
     quiet(&dir, &["key", "enable", &b]);
     refused(
         &run(
@@ -851,6 +851,14 @@ fn blob_commands() {
     let table = run(&dir, &["-o", "table", "random", "--bytes", "16"]);
     assert!(table.status.success());
     assert!(String::from_utf8_lossy(&table.stdout).contains("Plaintext"));
+    // A table, not JSON: a `Plaintext <base64>` row.
+    assert!(serde_json::from_slice::<serde_json::Value>(&table.stdout).is_err());
+    assert!(
+        String::from_utf8_lossy(&table.stdout)
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some("Plaintext")
+                && l.split_whitespace().count() == 2)
+    );
 
     // Refusals.
     let mut tampered = ciphertext.clone();

@@ -215,6 +215,20 @@ async fn the_cache_shares_data_keys_within_its_limits() {
     assert_eq!(audited(&c, "GenerateDataKey", &key.arn).await, 3);
     // Messages under one data key still differ (fresh nonce prefix each).
     assert_ne!(sealed[0], sealed[1]);
+    // The same plaintext twice under one shared data key still gives two
+    // different messages, whose headers carry the same wrapped key.
+    let x1 = env
+        .encrypt(&key.key_id, ctx("batch"), b"same")
+        .await
+        .unwrap();
+    let x2 = env
+        .encrypt(&key.key_id, ctx("batch"), b"same")
+        .await
+        .unwrap();
+    assert_ne!(x1, x2);
+    let h1 = kmsd::envelope::Header::read(&mut &x1[..]).await.unwrap().0;
+    let h2 = kmsd::envelope::Header::read(&mut &x2[..]).await.unwrap().0;
+    assert_eq!(h1.wrapped_key, h2.wrapped_key);
 
     // A reader with its own cache: one Decrypt per distinct data key.
     let reader_cache = Arc::new(DataKeyCache::new(CacheLimits::default()).unwrap());
@@ -232,8 +246,10 @@ async fn the_cache_shares_data_keys_within_its_limits() {
 
     // The byte limit: a message bigger than max_bytes is never cached.
     let big = vec![0u8; (1 << 20) + 1];
+    let held = cache.len();
     env.encrypt(&key.key_id, ctx("big"), &big).await.unwrap();
     env.encrypt(&key.key_id, ctx("big"), &big).await.unwrap();
+    assert_eq!(cache.len(), held, "an oversized message takes no entry");
     assert_eq!(audited(&c, "GenerateDataKey", &key.arn).await, 6);
 
     // Without a cache, each message costs a call.

@@ -79,6 +79,22 @@ async fn kmsctl_takes_the_ca_from_flag_or_environment() {
     let who: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
     assert_eq!(who["Account"], d.admin.account_id.as_str());
 
+    // The flag, with no environment variable.
+    let flag = std::process::Command::new(env!("CARGO_BIN_EXE_kmsctl"))
+        .args(["--ca-file", ca.to_str().unwrap(), "whoami"])
+        .env_clear()
+        .env("KMS_ENDPOINT", &endpoint)
+        .env("KMS_ACCESS_KEY_ID", &d.admin.access_key_id)
+        .env("KMS_SECRET_ACCESS_KEY", &d.admin.secret)
+        .env("KMS_CREDENTIALS_FILE", dir.path().join("none"))
+        .output()
+        .unwrap();
+    assert!(
+        flag.status.success(),
+        "{}",
+        String::from_utf8_lossy(&flag.stderr)
+    );
+
     let no_ca = run(&[]);
     assert_eq!(no_ca.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&no_ca.stderr).contains("CA certificate"));
