@@ -138,7 +138,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("binding {listen}"))?;
             let addr = listener.local_addr()?;
             let scheme = if options_tls { "https" } else { "http" };
-            let endpoint = format!("{scheme}://{addr}");
+            // Clients cannot connect to (nor verify a certificate for) an
+            // unspecified address such as 0.0.0.0: name loopback instead.
+            let mut reachable = addr;
+            if reachable.ip().is_unspecified() {
+                reachable.set_ip(match addr {
+                    SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            let endpoint = format!("{scheme}://{reachable}");
             let creds = daemon.bootstrap_dev(&endpoint).await?;
             match (&creds.admin, creds.first_run) {
                 (Some(admin), true) => {
