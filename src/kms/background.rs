@@ -28,9 +28,13 @@ impl Kms {
         let mut report = SweepReport::default();
         let now = self.clock.now();
         for id in self.store.keys_due_for_deletion(now).await? {
+            let account = self.store.get_key(id).await?.map(|k| k.account_id);
             if self.store.destroy_key_if_due(id, now).await? {
                 report.destroyed += 1;
                 tracing::info!(key_id = %id, "key material destroyed: the deletion window has passed");
+                if let Some(account) = account {
+                    self.record_service_event("DeleteKey", &account, id).await?;
+                }
             }
         }
         // Expired sessions are kept a day, so their use is reported as
@@ -57,11 +61,45 @@ impl Kms {
                 Ok(k) => {
                     report.rotated += 1;
                     tracing::info!(key_id = %id, version = k.current_version, "key rotated automatically");
+                    self.record_service_event("RotateKey", &k.account_id, id)
+                        .await?;
                 }
                 Err(e) => tracing::warn!(key_id = %id, error = %e, "automatic rotation failed"),
             }
         }
         Ok(report)
+    }
+
+    /// The audit event of something kmsd did on its own (as CloudTrail
+    /// records KMS's DeleteKey and RotateKey): no caller, the service as
+    /// the identity, the key as the resource.
+    async fn record_service_event(
+        &self,
+        operation: &str,
+        account_id: &str,
+        key: uuid::Uuid,
+    ) -> Result<u64> {
+        self.record(crate::audit::AuditRecord {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            time: self.clock.now(),
+            request_id: uuid::Uuid::new_v4().to_string(),
+            account_id: account_id.to_owned(),
+            principal_arn: "kms.amazonaws.com".to_owned(),
+            identity_type: "AWSService",
+            access_key_id: String::new(),
+            session_name: String::new(),
+            mfa: false,
+            source_ip: "kms.amazonaws.com".to_owned(),
+            operation: operation.to_owned(),
+            region: self.settings.region.clone(),
+            key_arns: vec![self.key_arn(account_id, key)],
+            encryption_context: Default::default(),
+            grant_id: String::new(),
+            outcome: crate::audit::Outcome::Allowed,
+            error_code: String::new(),
+            pending_deletion_key: None,
+        })
+        .await
     }
 }
 

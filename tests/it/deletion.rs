@@ -392,3 +392,50 @@ async fn destroyed_key_leaves_no_material_in_the_files() {
         }
     }
 }
+
+/// What the daemon does on its own is audited as the service's act:
+/// the destruction of a key (DeleteKey) and an automatic rotation
+/// (RotateKey), each naming the key, and the chain stays valid.
+#[tokio::test]
+async fn destruction_and_automatic_rotation_are_audited() {
+    use crate::audit_util::{audit, lookup_all, verify};
+    let d = TestDaemon::start().await;
+    let mut kms = d.admin_kms().await;
+    let doomed = create_key(&mut kms).await;
+    let rotating = create_key(&mut kms).await;
+    kms.enable_key_rotation(pb::EnableKeyRotationRequest {
+        key_id: rotating.key_id.clone(),
+        rotation_period_in_days: Some(90),
+    })
+    .await
+    .unwrap();
+    kms.schedule_key_deletion(pb::ScheduleKeyDeletionRequest {
+        key_id: doomed.key_id.clone(),
+        pending_window_in_days: Some(7),
+    })
+    .await
+    .unwrap();
+    d.advance(91 * DAY);
+    wait_destroyed(&kms, &doomed.key_id).await;
+    let mut a = audit(&d, &d.root).await;
+    for (op, key) in [("DeleteKey", &doomed.arn), ("RotateKey", &rotating.arn)] {
+        let req = pb::LookupEventsRequest {
+            key_id: Some(key.clone()),
+            operation: Some(op.into()),
+            ..Default::default()
+        };
+        poll_until(Duration::from_secs(5), op, || {
+            let (mut a, req) = (a.clone(), req.clone());
+            async move { (!lookup_all(&mut a, req).await.is_empty()).then_some(()) }
+        })
+        .await;
+        let events = lookup_all(&mut a, req).await;
+        assert_eq!(events.len(), 1, "{op}");
+        let body: serde_json::Value = serde_json::from_str(&events[0].canonical_json).unwrap();
+        assert_eq!(body["eventName"], op);
+        assert_eq!(body["userIdentity"]["type"], "AWSService");
+        assert_eq!(body["resources"][0]["ARN"], key.as_str());
+        assert_eq!(body["outcome"], "allowed");
+    }
+    assert!(verify(&mut a).await.valid);
+}
