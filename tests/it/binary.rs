@@ -571,11 +571,10 @@ async fn kmsctl_cross_account_grant() {
         }
         run(&args, Some(b"tenant b data"))
     };
-    assert_eq!(
-        encrypt("tenant=b", None).status.code(),
-        Some(3),
-        "no access before the grant"
-    );
+    let before = encrypt("tenant=b", None);
+    assert_eq!(before.status.code(), Some(3), "no access before the grant");
+    assert!(String::from_utf8_lossy(&before.stderr).contains("AccessDeniedException"));
+    assert!(before.stdout.is_empty());
     let grantee = format!("arn:aws:iam::{b}:role/consumer");
     let g = json(&run(
         &[
@@ -624,11 +623,10 @@ async fn kmsctl_cross_account_grant() {
         b"tenant b data",
         "no token needed once stored"
     );
-    assert_eq!(
-        encrypt("tenant=a", None).status.code(),
-        Some(3),
-        "outside the constraint"
-    );
+    let outside = encrypt("tenant=a", None);
+    assert_eq!(outside.status.code(), Some(3), "outside the constraint");
+    assert!(String::from_utf8_lossy(&outside.stderr).contains("AccessDeniedException"));
+    assert!(outside.stdout.is_empty());
     let listed = json(&run(&["grant", "list", &key], None));
     assert_eq!(listed["Grants"][0]["GranteePrincipal"], grantee.as_str());
     assert!(
@@ -636,7 +634,9 @@ async fn kmsctl_cross_account_grant() {
             .status
             .success()
     );
-    assert_eq!(decrypt().status.code(), Some(3), "revoked at once");
+    let revoked = decrypt();
+    assert_eq!(revoked.status.code(), Some(3), "revoked at once");
+    assert!(String::from_utf8_lossy(&revoked.stderr).contains("AccessDeniedException"));
 }
 
 /// `kmsctl bench` smoke test: a few hundred requests against a real daemon,

@@ -1786,4 +1786,21 @@ fn bad_argument_values_are_usage_errors() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // kmsctl bench's own checks, each naming the value at fault.
+    for (args, named) in [
+        (
+            vec!["bench", "--op", "frobnicate", "--requests", "10"],
+            "frobnicate",
+        ),
+        (
+            vec!["bench", "--op", "encrypt=0", "--requests", "10"],
+            "'0'",
+        ),
+        (vec!["bench", "--duration", "inf"], "--duration"),
+    ] {
+        let out = run(&dir, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(named), "{args:?}: {stderr}");
+    }
 }

@@ -1530,13 +1530,15 @@ fn parse_mix(s: &str) -> anyhow::Result<Vec<(kmsd::bench::BenchOp, u32)>> {
     s.split(',')
         .map(|part| {
             let (name, weight) = part.split_once('=').unwrap_or((part, "1"));
+            let usage = |m: String| anyhow::Error::from(UsageError(m));
             let op = kmsd::bench::BenchOp::parse(name.trim())
-                .ok_or_else(|| anyhow!("'{name}' is not a bench operation"))?;
+                .ok_or_else(|| usage(format!("'{name}' is not a bench operation")))?;
             let w: u32 = weight
                 .trim()
                 .parse()
-                .with_context(|| format!("'{weight}' is not a weight"))?;
-            anyhow::ensure!(w > 0, "weights must be positive");
+                .ok()
+                .filter(|w| *w > 0)
+                .ok_or_else(|| usage(format!("'{weight}' is not a positive weight")))?;
             Ok((op, w))
         })
         .collect()
@@ -1560,10 +1562,12 @@ async fn run_bench(
     endpoint: &str,
 ) -> anyhow::Result<()> {
     use kmsd::bench::{LoadShape, run_baseline, run_kms, start_baseline};
-    anyhow::ensure!(
-        a.concurrency > 0 && a.connections > 0,
-        "--concurrency and --connections must be positive"
-    );
+    if a.concurrency == 0 || a.connections == 0 || !(a.duration.is_finite() && a.duration > 0.0) {
+        return Err(UsageError(
+            "--concurrency, --connections and --duration must be positive".into(),
+        )
+        .into());
+    }
     let mix = parse_mix(&a.op)?;
     let shape = LoadShape {
         concurrency: a.concurrency,
