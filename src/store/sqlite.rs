@@ -145,7 +145,18 @@ impl SqliteStore {
         let flag = Arc::clone(&checkpoint);
         let handle = thread::Builder::new()
             .name("kmsd-sqlite-writer".into())
-            .spawn(move || writer_loop(writer, rx, &flag))?;
+            .spawn(move || {
+                // A panic in a job would otherwise end the only writer and
+                // leave a daemon that is up but can record nothing (every
+                // call fails on its audit event). Nothing of the open batch
+                // was acknowledged, so stopping the process loses no
+                // acknowledged write; the supervisor restarts it.
+                let run = std::panic::AssertUnwindSafe(|| writer_loop(writer, rx, &flag));
+                if std::panic::catch_unwind(run).is_err() {
+                    tracing::error!("the sqlite writer panicked; stopping the daemon");
+                    std::process::abort();
+                }
+            })?;
         Ok(Self {
             jobs: Some(tx),
             generation: Arc::new(AtomicU64::new(0)),
