@@ -110,11 +110,14 @@ pub fn seal(
     ctx: &EncryptionContext,
     plaintext: &[u8],
 ) -> Result<Vec<u8>, Error> {
+    // Salt and nonce come from one OS RNG call (one system call, not two).
+    let random = rng::array::<44>()?;
+    let (salt, nonce) = random.split_at(32);
     let header = BlobHeader {
         key_id,
         key_version,
-        salt: rng::array()?,
-        nonce: rng::array()?,
+        salt: salt.try_into().map_err(|_| Error::Rng)?,
+        nonce: nonce.try_into().map_err(|_| Error::Rng)?,
     };
     let head = header.encode();
     let mut out = Vec::with_capacity(BLOB_HEADER_LEN + plaintext.len() + TAG_LEN);

@@ -92,7 +92,10 @@ impl Handler {
         Fut: Future<Output = Result<Resp, KmsError>>,
     {
         let started = Instant::now();
-        let request_id = uuid::Uuid::new_v4();
+        // The OS RNG failing would fail the call's cryptography anyway;
+        // uuid's own generator then reports it the same way.
+        let (request_id, event_id) = crate::crypto::rng::uuid_pair()
+            .unwrap_or_else(|_| (uuid::Uuid::new_v4(), uuid::Uuid::new_v4()));
         let source_ip = req
             .remote_addr()
             .map(|a| a.ip().to_string())
@@ -115,6 +118,7 @@ impl Handler {
         let record = self.audit_record(
             op,
             &request_id,
+            &event_id,
             caller.as_ref(),
             presented_key,
             source_ip,
@@ -164,6 +168,7 @@ impl Handler {
         &self,
         op: &str,
         request_id: &uuid::Uuid,
+        event_id: &uuid::Uuid,
         caller: Option<&Caller>,
         presented_key: String,
         source_ip: String,
@@ -179,7 +184,7 @@ impl Handler {
             }
         };
         AuditRecord {
-            event_id: uuid::Uuid::new_v4().to_string(),
+            event_id: event_id.to_string(),
             time: self.kms.clock().now(),
             request_id: request_id.to_string(),
             account_id: caller.map(|c| c.account_id.clone()).unwrap_or_default(),
