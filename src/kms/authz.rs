@@ -22,7 +22,7 @@
 //! from a stale entry.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::Kms;
 use crate::crypto::EncryptionContext;
@@ -211,7 +211,67 @@ pub fn condition_context(
     c
 }
 
+/// A request's condition keys, built the first time a policy with a
+/// `Condition` is evaluated. Most policies (the default key policy among
+/// them) have none, and building the keys (a dozen lowercased names and
+/// formatted values) cost more than evaluating such a policy.
+pub(crate) struct Conditions<'a> {
+    built: OnceLock<ConditionContext>,
+    source: Option<(
+        crate::clock::Timestamp,
+        &'a Caller,
+        Option<&'a EncryptionContext>,
+    )>,
+    none: ConditionContext,
+}
+
+impl<'a> Conditions<'a> {
+    /// The keys of a call by `caller` at `now` with encryption context
+    /// `ctx`, built on first use.
+    pub(crate) fn lazy(
+        now: crate::clock::Timestamp,
+        caller: &'a Caller,
+        ctx: Option<&'a EncryptionContext>,
+    ) -> Self {
+        Self {
+            built: OnceLock::new(),
+            source: Some((now, caller, ctx)),
+            none: ConditionContext::new(),
+        }
+    }
+
+    /// Keys already built (and extended by the caller).
+    pub(crate) fn ready(context: ConditionContext) -> Self {
+        Self {
+            built: OnceLock::from(context),
+            source: None,
+            none: ConditionContext::new(),
+        }
+    }
+
+    /// The keys `policy` is evaluated against: none for a policy without
+    /// conditions (which cannot tell the difference).
+    fn for_policy(&self, policy: &Policy) -> &ConditionContext {
+        if !policy.has_conditions() {
+            return &self.none;
+        }
+        self.built.get_or_init(|| match self.source {
+            Some((now, caller, ctx)) => condition_context(now, caller, ctx),
+            None => ConditionContext::new(),
+        })
+    }
+}
+
 impl Kms {
+    /// The condition keys of a request now, built when first needed.
+    pub(crate) fn conditions<'a>(
+        &self,
+        caller: &'a Caller,
+        ctx: Option<&'a EncryptionContext>,
+    ) -> Conditions<'a> {
+        Conditions::lazy(self.clock.now(), caller, ctx)
+    }
+
     /// The condition keys of a request now.
     pub(crate) fn condition_context(
         &self,
@@ -246,7 +306,7 @@ impl Kms {
         action: &str,
         key: &KeyRecord,
         key_policy: &Policy,
-        context: &ConditionContext,
+        context: &Conditions<'_>,
         ctx: Option<&EncryptionContext>,
     ) -> Result<()> {
         match self
@@ -266,19 +326,21 @@ impl Kms {
         action: &str,
         key: &KeyRecord,
         key_policy: &Policy,
-        context: &ConditionContext,
+        context: &Conditions<'_>,
         ctx: Option<&EncryptionContext>,
     ) -> Result<Verdict> {
         let full_action = format!("kms:{action}");
         let resource = self.key_arn(&key.account_id, key.id);
         let principal = principal_info(caller);
-        let req = Request {
-            principal: &principal,
-            action: &full_action,
-            resource: &resource,
-            context,
+        let evaluate = |p: &Policy| {
+            p.evaluate(&Request {
+                principal: &principal,
+                action: &full_action,
+                resource: &resource,
+                context: context.for_policy(p),
+            })
         };
-        let kp = key_policy.evaluate(&req);
+        let kp = evaluate(key_policy);
         if kp.explicit_deny {
             return Ok(Verdict::Deny {
                 by_key_policy: true,
@@ -294,7 +356,7 @@ impl Kms {
             self.identity_policies(caller)
                 .await?
                 .iter()
-                .map(|p| p.evaluate(&req)),
+                .map(|p| evaluate(p)),
         );
         if !ids.deny {
             let same_account = caller.account_id == key.account_id;
@@ -355,7 +417,7 @@ impl Kms {
         ctx: Option<&EncryptionContext>,
     ) -> Result<()> {
         let policy = self.policies.get(&key.policy, PolicyKind::Key)?;
-        let context = self.condition_context(caller, ctx);
+        let context = self.conditions(caller, ctx);
         self.decide(caller, action, key, &policy, &context, ctx)
             .await
     }
@@ -368,7 +430,7 @@ impl Kms {
         key: &KeyRecord,
         new_policy: &Policy,
     ) -> bool {
-        let context = self.condition_context(caller, None);
+        let context = self.conditions(caller, None);
         self.decide(caller, "PutKeyPolicy", key, new_policy, &context, None)
             .await
             .is_ok()
@@ -384,19 +446,15 @@ impl Kms {
         resource: &str,
     ) -> Result<()> {
         let principal = principal_info(caller);
-        let context = self.condition_context(caller, None);
-        let req = Request {
-            principal: &principal,
-            action,
-            resource,
-            context: &context,
-        };
-        let ids = combine(
-            self.identity_policies(caller)
-                .await?
-                .iter()
-                .map(|p| p.evaluate(&req)),
-        );
+        let context = self.conditions(caller, None);
+        let ids = combine(self.identity_policies(caller).await?.iter().map(|p| {
+            p.evaluate(&Request {
+                principal: &principal,
+                action,
+                resource,
+                context: context.for_policy(p),
+            })
+        }));
         if ids.deny {
             return Err(denial(
                 caller,

@@ -238,7 +238,14 @@ impl Kms {
         }
         context.set("kms:GrantIsForAWSResource", "false");
         let denied = match self
-            .verdict(caller, "CreateGrant", key, &policy, &context, None)
+            .verdict(
+                caller,
+                "CreateGrant",
+                key,
+                &policy,
+                &super::authz::Conditions::ready(context),
+                None,
+            )
             .await?
         {
             Verdict::Allow => return Ok(()),

@@ -131,6 +131,13 @@ impl Policy {
     pub fn evaluate(&self, req: &Request<'_>) -> Evaluation {
         eval::evaluate(&self.statements, req)
     }
+
+    /// Whether any statement has a `Condition`: a policy without one never
+    /// reads the request's condition keys, so they need not be built.
+    #[must_use]
+    pub fn has_conditions(&self) -> bool {
+        self.statements.iter().any(|s| !s.conditions.is_empty())
+    }
 }
 
 /// The principal making the call, as the evaluator sees it.
