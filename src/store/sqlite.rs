@@ -52,7 +52,48 @@ const COMMIT_SIBLINGS: usize = 8;
 type CacheEntry = (u64, Arc<dyn Any + Send + Sync>);
 
 type Reply = Box<dyn FnOnce(Option<Arc<rusqlite::Error>>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+type Job = Box<dyn FnOnce(&mut Writer) -> Reply + Send>;
+
+/// The writer thread's connection and what it remembers between jobs.
+struct Writer {
+    conn: Connection,
+    /// The newest event of the audit chain (its sequence and hash) as of
+    /// the open transaction, so that appending an event does not read it
+    /// back; `None` until read, and forgotten whenever a batch fails.
+    chain_head: Option<(i64, [u8; 32])>,
+}
+
+impl Writer {
+    /// The sequence and hash an appended event follows: the newest event,
+    /// else where retention last cut the chain, else the genesis.
+    fn chain_head(&mut self) -> rusqlite::Result<(i64, [u8; 32])> {
+        if let Some(head) = self.chain_head {
+            return Ok(head);
+        }
+        let c = &self.conn;
+        let row: Option<(i64, Vec<u8>)> = c
+            .prepare_cached("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let row = match row {
+            Some(r) => Some(r),
+            None => c
+                .prepare_cached("SELECT seq, hash FROM audit_anchor WHERE id = 1")?
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?,
+        };
+        let head = match row {
+            None => (0, GENESIS),
+            Some((seq, hash)) => (
+                seq,
+                hash.try_into()
+                    .map_err(|_| corrupt("audit chain hash", "not 32 bytes"))?,
+            ),
+        };
+        self.chain_head = Some(head);
+        Ok(head)
+    }
+}
 
 /// A SQLite database with one writer thread and a pool of readers.
 pub struct SqliteStore {
@@ -151,7 +192,11 @@ impl SqliteStore {
                 // call fails on its audit event). Nothing of the open batch
                 // was acknowledged, so stopping the process loses no
                 // acknowledged write; the supervisor restarts it.
-                let run = std::panic::AssertUnwindSafe(|| writer_loop(writer, rx, &flag));
+                let state = Writer {
+                    conn: writer,
+                    chain_head: None,
+                };
+                let run = std::panic::AssertUnwindSafe(|| writer_loop(state, rx, &flag));
                 if std::panic::catch_unwind(run).is_err() {
                     tracing::error!("the sqlite writer panicked; stopping the daemon");
                     std::process::abort();
@@ -191,14 +236,30 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        self.writer_job(
+            move |w: &mut Writer| {
+                if savepoint {
+                    in_savepoint(&w.conn, f)
+                } else {
+                    f(&w.conn)
+                }
+            },
+            invalidates,
+        )
+        .await
+    }
+
+    /// Runs `f` on the writer's own state in its next batch; answers after
+    /// the batch commits. See [`Self::write_job`].
+    async fn writer_job<T, F>(&self, f: F, invalidates: bool) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Writer) -> Result<T> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel::<Result<T>>();
         let generation = Arc::clone(&self.generation);
-        let job: Job = Box::new(move |conn: &Connection| {
-            let outcome = if savepoint {
-                in_savepoint(conn, f)
-            } else {
-                f(conn)
-            };
+        let job: Job = Box::new(move |w: &mut Writer| {
+            let outcome = f(w);
             Box::new(move |commit_error: Option<Arc<rusqlite::Error>>| {
                 if invalidates {
                     generation.fetch_add(1, Ordering::AcqRel);
@@ -319,7 +380,7 @@ fn checkpoint_loop(conn: &Connection, closing: &AtomicBool) {
     }
 }
 
-fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, checkpoint: &AtomicBool) {
+fn writer_loop(mut w: Writer, mut rx: mpsc::Receiver<Job>, checkpoint: &AtomicBool) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut last_batch = 0usize;
     while let Some(first) = rx.blocking_recv() {
@@ -343,7 +404,7 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, checkpoint: &Atomi
             drain(&mut batch, &mut rx);
         }
         last_batch = batch.len();
-        let begun = conn.execute_batch("BEGIN IMMEDIATE");
+        let begun = w.conn.execute_batch("BEGIN IMMEDIATE");
         if let Err(e) = begun {
             let e = Arc::new(e);
             tracing::error!(error = %e, "sqlite writer could not begin a transaction; the batch fails");
@@ -351,16 +412,41 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, checkpoint: &Atomi
             batch.clear();
             continue;
         }
-        let replies: Vec<Reply> = batch.drain(..).map(|job| job(&conn)).collect();
-        let commit_error = conn.execute_batch("COMMIT").err().map(Arc::new);
+        let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
+        let mut failure: Option<Arc<rusqlite::Error>> = None;
+        for job in batch.drain(..) {
+            if failure.is_some() {
+                // Not run: dropping it tells its caller the write failed.
+                continue;
+            }
+            replies.push(job(&mut w));
+            // SQLite rolls the whole transaction back on some errors (a
+            // full disk, an I/O error). The jobs after it would then each
+            // commit on their own while their callers were told the batch
+            // failed, and those before it are already undone: fail the batch.
+            if w.conn.is_autocommit() {
+                failure = Some(Arc::new(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+                    Some("the transaction was rolled back in the middle of a batch".into()),
+                )));
+            }
+        }
+        let commit_error = match failure {
+            Some(e) => Some(e),
+            None => w.conn.execute_batch("COMMIT").err().map(Arc::new),
+        };
         if let Some(e) = &commit_error {
             tracing::error!(error = %e, "sqlite commit failed; every write of the batch fails");
-            let _ = conn.execute_batch("ROLLBACK");
+            if !w.conn.is_autocommit() {
+                let _ = w.conn.execute_batch("ROLLBACK");
+            }
+            // The events the batch appended were undone with it.
+            w.chain_head = None;
         }
         if commit_error.is_none() && checkpoint.swap(false, Ordering::SeqCst) {
             // Fold the WAL into the database file and truncate it, so that
             // pages freed by a destruction do not linger in the log.
-            if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+            if let Err(e) = w.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
                 tracing::warn!(error = %e, "WAL checkpoint after key destruction failed");
             }
         }
@@ -1595,9 +1681,10 @@ impl Store for SqliteStore {
             .pending_deletion_key
             .is_none()
             .then(|| r.canonical_json(0));
-        self.write_job(move |c| {
+        self.writer_job(move |w| {
             let attempt: u64 = match &r.pending_deletion_key {
-                Some(k) => c
+                Some(k) => w
+                    .conn
                     .prepare_cached(
                         "INSERT INTO pending_use_counts (key_arn, count) VALUES (?1, 1) \
                          ON CONFLICT(key_arn) DO UPDATE SET count = count + 1 RETURNING count",
@@ -1605,25 +1692,16 @@ impl Store for SqliteStore {
                     .query_row([k], |row| row.get(0))?,
                 None => 0,
             };
-            let prev: Vec<u8> = match c
-                .prepare_cached("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1")?
-                .query_row([], |row| row.get(0))
-                .optional()?
-            {
-                Some(h) => h,
-                None => c
-                    .prepare_cached("SELECT hash FROM audit_anchor WHERE id = 1")?
-                    .query_row([], |row| row.get(0))
-                    .optional()?
-                    .unwrap_or_else(|| GENESIS.to_vec()),
-            };
+            let (last_seq, prev) = w.chain_head()?;
+            let seq = last_seq + 1;
             let body = prebuilt.unwrap_or_else(|| r.canonical_json(attempt));
             let hash = chain_hash(&prev, &body);
-            c.prepare_cached(
-                "INSERT INTO audit_events (time_ms, account_id, principal_arn, operation, outcome, key_arns, body, prev_hash, hash) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            w.conn.prepare_cached(
+                "INSERT INTO audit_events (seq, time_ms, account_id, principal_arn, operation, outcome, key_arns, body, prev_hash, hash) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
+                seq,
                 r.time.0,
                 r.account_id,
                 r.principal_arn,
@@ -1631,11 +1709,13 @@ impl Store for SqliteStore {
                 r.outcome.as_str(),
                 r.key_arns.join(" "),
                 body,
-                prev,
+                prev.as_slice(),
                 hash.as_slice(),
             ])?;
-            Ok(u64::try_from(c.last_insert_rowid()).unwrap_or(0))
-        }, false, false)
+            // Only a row that is in the open transaction becomes the head.
+            w.chain_head = Some((seq, hash));
+            Ok(u64::try_from(seq).unwrap_or(0))
+        }, false)
         .await
     }
 
