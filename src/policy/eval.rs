@@ -776,4 +776,32 @@ mod tests {
         assert_traits::<Policy>();
         assert_traits::<ConditionContext>();
     }
+    #[test]
+    fn has_conditions_says_whether_any_statement_reads_the_context() {
+        let plain = r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}"#;
+        let conditional = r#"{"Statement":[
+            {"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"},
+            {"Effect":"Deny","Principal":"*","Action":"kms:Decrypt","Resource":"*",
+             "Condition":{"Bool":{"aws:MultiFactorAuthPresent":"false"}}}]}"#;
+        assert!(
+            !Policy::parse(plain, PolicyKind::Key)
+                .unwrap()
+                .has_conditions()
+        );
+        let p = Policy::parse(conditional, PolicyKind::Key).unwrap();
+        assert!(p.has_conditions());
+        // The Deny applies only where its condition holds: evaluated against
+        // the request's keys, not against an empty context.
+        let mut ctx = ConditionContext::new();
+        ctx.set("aws:MultiFactorAuthPresent", "false");
+        let who = root(ACCT);
+        let req = |context| Request {
+            principal: &who,
+            action: "kms:Decrypt",
+            resource: KEY,
+            context,
+        };
+        assert!(p.evaluate(&req(&ctx)).explicit_deny);
+        assert!(!p.evaluate(&req(&ConditionContext::new())).explicit_deny);
+    }
 }
