@@ -10,6 +10,7 @@ pub mod context;
 pub mod rng;
 pub mod root;
 pub mod secret;
+pub mod unwrapped;
 pub mod wrap;
 
 pub use blob::{BLOB_HEADER_LEN, BlobHeader};

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 
 use crate::clock::Timestamp;
 use crate::crypto::secret::{SecretBytes, ct_eq};
+use crate::crypto::unwrapped::UnwrapCache;
 use crate::crypto::{RootKey, rng, wrap};
 use crate::error::{KmsError, Result};
 use crate::model::{AccessKeyStatus, OPERATOR_ACCOUNT};
@@ -195,12 +196,13 @@ impl BearerCredentials {
 pub async fn authenticate(
     store: &dyn Store,
     root: &RootKey,
+    secrets: &UnwrapCache<String, SecretBytes>,
     creds: &BearerCredentials,
     source_ip: Option<IpAddr>,
     now: Timestamp,
 ) -> Result<Caller> {
     if creds.access_key_id.starts_with("ASIA") {
-        return authenticate_session(store, root, creds, source_ip, now).await;
+        return authenticate_session(store, root, secrets, creds, source_ip, now).await;
     }
     if creds.session_token.is_some() {
         // A stale session token next to a long-term key is a client mistake
@@ -210,7 +212,10 @@ pub async fn authenticate(
     let Some(rec) = store.get_access_key(&creds.access_key_id).await? else {
         return Err(unrecognized());
     };
-    let stored = wrap::unwrap_credential(root, &rec.access_key_id, &rec.wrapped_secret)
+    let stored = secrets
+        .get_or_unwrap(&rec.access_key_id, &rec.wrapped_secret, || {
+            wrap::unwrap_credential(root, &rec.access_key_id, &rec.wrapped_secret)
+        })
         .map_err(KmsError::internal)?;
     if !ct_eq(stored.expose_secret(), creds.secret.expose_secret())
         || rec.status != AccessKeyStatus::Active
@@ -252,6 +257,7 @@ pub async fn authenticate(
 async fn authenticate_session(
     store: &dyn Store,
     root: &RootKey,
+    secrets: &UnwrapCache<String, SecretBytes>,
     creds: &BearerCredentials,
     source_ip: Option<IpAddr>,
     now: Timestamp,
@@ -259,7 +265,10 @@ async fn authenticate_session(
     let Some(s) = store.get_session(&creds.access_key_id).await? else {
         return Err(unrecognized());
     };
-    let stored = wrap::unwrap_credential(root, &s.access_key_id, &s.wrapped_secret)
+    let stored = secrets
+        .get_or_unwrap(&s.access_key_id, &s.wrapped_secret, || {
+            wrap::unwrap_credential(root, &s.access_key_id, &s.wrapped_secret)
+        })
         .map_err(KmsError::internal)?;
     let token_ok = creds
         .session_token

@@ -27,9 +27,12 @@ impl Kms {
     pub async fn sweep(&self) -> Result<SweepReport> {
         let mut report = SweepReport::default();
         let now = self.clock.now();
+        self.purge_unwrapped();
         for id in self.store.keys_due_for_deletion(now).await? {
             let account = self.store.get_key(id).await?.map(|k| k.account_id);
             if self.store.destroy_key_if_due(id, now).await? {
+                // No unwrapped copy of the material outlives the key.
+                self.material.forget(|(key, _)| *key == id);
                 report.destroyed += 1;
                 tracing::info!(key_id = %id, "key material destroyed: the deletion window has passed");
                 if let Some(account) = account {

@@ -2,6 +2,8 @@
 //! (with and without plaintext) and GenerateRandom. Plaintexts and data keys
 //! stay in `SecretBytes` until the transport hands them to the caller.
 
+use std::sync::Arc;
+
 use uuid::Uuid;
 
 use super::Kms;
@@ -131,7 +133,7 @@ fn random_len(n: i32) -> Result<usize> {
 
 impl Kms {
     /// Unwraps one version of a key's material.
-    async fn material(&self, key: &KeyRecord, version: u32) -> Result<KeyMaterial> {
+    async fn material(&self, key: &KeyRecord, version: u32) -> Result<Arc<KeyMaterial>> {
         let v = self
             .store
             .get_key_version(key.id, version)
@@ -141,7 +143,12 @@ impl Kms {
                     "the ciphertext refers to a key material version that does not exist".into(),
                 )
             })?;
-        wrap::unwrap_key_material(&self.root, &key.id, version, &v.wrapped_material)
+        // The stored row is read first (from the store's cache), so a
+        // destroyed version is refused before the unwrapped cache is asked.
+        self.material
+            .get_or_unwrap(&(key.id, version), &v.wrapped_material, || {
+                wrap::unwrap_key_material(&self.root, &key.id, version, &v.wrapped_material)
+            })
             .map_err(KmsError::internal)
     }
 

@@ -35,7 +35,9 @@ pub use keys::{CreateKeyInput, ScheduledDeletion};
 pub use rotation::RotationStatus;
 
 use crate::clock::Clock;
-use crate::crypto::{EncryptionContext, RootKey};
+use crate::crypto::secret::SecretBytes;
+use crate::crypto::unwrapped::UnwrapCache;
+use crate::crypto::{EncryptionContext, KeyMaterial, RootKey};
 use crate::error::{KmsError, Result};
 use crate::identity::Caller;
 use crate::model::{KeyRecord, KeyState};
@@ -79,7 +81,16 @@ pub struct Kms {
     clock: Arc<dyn Clock>,
     settings: KmsSettings,
     policies: authz::PolicyCache,
+    /// Key material by key id and version, unwrapped.
+    material: UnwrapCache<(Uuid, u32), KeyMaterial>,
+    /// Access-key and session secrets by access key id, unwrapped.
+    credentials: UnwrapCache<String, SecretBytes>,
 }
+
+/// How long an unwrapped secret is kept after it was unwrapped.
+const UNWRAPPED_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+/// Most unwrapped secrets of each kind kept.
+const UNWRAPPED_CAPACITY: usize = 10_000;
 
 impl std::fmt::Debug for Kms {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -180,7 +191,21 @@ impl Kms {
             clock,
             settings,
             policies: authz::PolicyCache::default(),
+            material: UnwrapCache::new(UNWRAPPED_TTL, UNWRAPPED_CAPACITY),
+            credentials: UnwrapCache::new(UNWRAPPED_TTL, UNWRAPPED_CAPACITY),
         }
+    }
+
+    /// Unwrapped credential secrets, for authentication.
+    pub fn credential_cache(&self) -> &UnwrapCache<String, SecretBytes> {
+        &self.credentials
+    }
+
+    /// Drops unwrapped secrets older than their time to live, so that one
+    /// no longer in use does not stay in memory (the maintenance sweep).
+    pub fn purge_unwrapped(&self) {
+        self.material.purge_expired();
+        self.credentials.purge_expired();
     }
 
     /// The settings.

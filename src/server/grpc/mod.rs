@@ -71,9 +71,15 @@ impl Handler {
         }
         let peer = req.remote_addr().map(|a| a.ip());
         let now = self.kms.clock().now();
-        let caller =
-            identity::authenticate(self.kms.store().as_ref(), &self.root, &creds, peer, now)
-                .await?;
+        let caller = identity::authenticate(
+            self.kms.store().as_ref(),
+            &self.root,
+            self.kms.credential_cache(),
+            &creds,
+            peer,
+            now,
+        )
+        .await?;
         if caller.is_root() {
             tracing::warn!(principal = %caller.arn, "call made with an account's root credentials; use an IAM user or role instead");
         }
