@@ -1851,3 +1851,50 @@ fn upsert_tag(c: &Connection, key_id: Uuid, t: &Tag) -> rusqlite::Result<()> {
     .execute(params![key_id.to_string(), t.key, t.value])?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job that runs `sql` and reports (its own result, the commit error).
+    fn job(sql: &'static str, out: std::sync::mpsc::Sender<(bool, bool)>) -> Job {
+        Box::new(move |w: &mut Writer| {
+            let ran = w.conn.execute_batch(sql).is_ok();
+            Box::new(move |commit_error| {
+                let _ = out.send((ran, commit_error.is_some()));
+            })
+        })
+    }
+
+    #[test]
+    fn a_batch_rolled_back_midway_fails_whole_and_commits_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("t.db")).unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        let (tx, rx) = mpsc::channel::<Job>(16);
+        let (out, results) = std::sync::mpsc::channel();
+        // All queued before the writer starts, so they form one batch.
+        tx.try_send(job("INSERT INTO t VALUES (1)", out.clone()))
+            .unwrap();
+        // What SQLite does on a full disk or an I/O error.
+        tx.try_send(job("ROLLBACK", out.clone())).unwrap();
+        tx.try_send(job("INSERT INTO t VALUES (3)", out.clone()))
+            .unwrap();
+        drop((tx, out));
+        let state = Writer {
+            conn,
+            chain_head: Some((7, [7; 32])),
+        };
+        let check = Connection::open(dir.path().join("t.db")).unwrap();
+        writer_loop(state, rx, &AtomicBool::new(false));
+        let got: Vec<(bool, bool)> = results.iter().collect();
+        // The first two ran but are told the batch failed; the third never
+        // ran (its reply channel was dropped, which its caller sees as a
+        // failure too).
+        assert_eq!(got, vec![(true, true), (true, true)]);
+        let rows: i64 = check
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 0, "no write of the failed batch was committed");
+    }
+}
