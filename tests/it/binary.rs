@@ -692,6 +692,48 @@ async fn kmsctl_bench_reports_every_field() {
         text.contains("baseline echo") && text.contains("kmsd / baseline"),
         "{text}"
     );
+    // Rounds alternate the two phases; the ratio is the median of theirs.
+    let rounds = json(&kmsctl(
+        &dir,
+        &[
+            "bench",
+            "--requests",
+            "40",
+            "-c",
+            "2",
+            "--rounds",
+            "3",
+            "-o",
+            "json",
+        ],
+        None,
+    ));
+    let targets: Vec<&str> = rounds["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            "baseline echo",
+            "kmsd encrypt=1",
+            "baseline echo",
+            "kmsd encrypt=1",
+            "baseline echo",
+            "kmsd encrypt=1"
+        ]
+    );
+    let mut ratios: Vec<f64> = rounds["ratios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_f64().unwrap())
+        .collect();
+    assert_eq!(ratios.len(), 3);
+    ratios.sort_by(f64::total_cmp);
+    assert_eq!(rounds["ratio_to_baseline"].as_f64(), Some(ratios[1]));
 }
 
 /// `kmsctl encrypt`/`decrypt` for files: a round trip, the context check,

@@ -1797,6 +1797,10 @@ fn bad_argument_values_are_usage_errors() {
             "'0'",
         ),
         (vec!["bench", "--duration", "inf"], "--duration"),
+        (
+            vec!["bench", "--rounds", "0", "--requests", "10"],
+            "--rounds",
+        ),
     ] {
         let out = run(&dir, &args);
         let stderr = String::from_utf8_lossy(&out.stderr);

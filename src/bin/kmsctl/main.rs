@@ -378,6 +378,11 @@ struct BenchArgs {
     /// Serve the baseline over TLS (automatic when the endpoint is https://).
     #[arg(long)]
     tls: bool,
+    /// Alternate the baseline and kmsd phases this many times and report
+    /// the medians: on a shared machine one phase of each can catch a slow
+    /// or a fast moment and skew the ratio.
+    #[arg(long, default_value_t = 1)]
+    rounds: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -1580,66 +1585,102 @@ async fn run_bench(
         payload_size: a.payload_size,
         ca_pem: ca_pem(conn)?,
     };
-    let mut reports = Vec::new();
-    if !a.no_baseline {
-        // The baseline speaks TLS when kmsd does, with a certificate made
-        // for the run, so that the two figures cost the same handshakes
-        // and record encryption.
-        let tls = (a.tls || endpoint.starts_with("https://"))
-            .then(|| kmsd::tls::ServerTls::self_signed(&["localhost", "127.0.0.1"]))
-            .transpose()?;
-        let (baseline, stop) = start_baseline(tls.as_ref()).await?;
-        let baseline_shape = LoadShape {
+    if a.rounds == 0 {
+        return Err(UsageError("--rounds must be at least 1".into()).into());
+    }
+    // The baseline speaks TLS when kmsd does, with a certificate made for
+    // the run, so that the two figures cost the same handshakes and record
+    // encryption. One server serves every round.
+    let tls = (a.tls || endpoint.starts_with("https://"))
+        .then(|| kmsd::tls::ServerTls::self_signed(&["localhost", "127.0.0.1"]))
+        .transpose()?;
+    let baseline = if a.no_baseline {
+        None
+    } else {
+        let (server, stop) = start_baseline(tls.as_ref()).await?;
+        let shape = LoadShape {
             ca_pem: tls.as_ref().map(|t| t.cert_pem().to_vec()),
             ..shape.clone()
         };
-        let mut report = run_baseline(&baseline, &baseline_shape).await?;
-        if tls.is_some() {
-            report.target.push_str(" (TLS)");
+        Some((server, stop, shape))
+    };
+    let (key, created) = match (&a.key, a.baseline) {
+        (_, true) => (None, false),
+        (Some(k), false) => (Some(k.clone()), false),
+        (None, false) => {
+            let r = kms
+                .create_key(pb::CreateKeyRequest {
+                    description: Some("kmsctl bench".into()),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            (r.key_metadata.map(|m| m.key_id), true)
         }
-        reports.push(report);
+    };
+    let mut reports = Vec::new();
+    let mut ratios = Vec::new();
+    let mut failure = None;
+    for _ in 0..a.rounds {
+        let mut base_rps = None;
+        if let Some((server, _, shape)) = &baseline {
+            let mut report = run_baseline(server, shape).await?;
+            if tls.is_some() {
+                report.target.push_str(" (TLS)");
+            }
+            base_rps = Some(report.rps);
+            reports.push(report);
+        }
+        if let Some(key) = &key {
+            let (_, auth) = resolve(conn)?;
+            match run_kms(
+                endpoint,
+                auth,
+                key,
+                context(a.context.clone()),
+                &mix,
+                &shape,
+            )
+            .await
+            {
+                Ok(mut r) => {
+                    if endpoint.starts_with("https://") {
+                        r.target.push_str(" (TLS)");
+                    }
+                    if let Some(b) = base_rps.filter(|b| *b > 0.0) {
+                        ratios.push(r.rps / b);
+                    }
+                    reports.push(r);
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+    }
+    if let Some((_, stop, _)) = baseline {
         let _ = stop.send(());
     }
-    if !a.baseline {
-        let (key, created) = match a.key {
-            Some(k) => (k, false),
-            None => {
-                let r = kms
-                    .create_key(pb::CreateKeyRequest {
-                        description: Some("kmsctl bench".into()),
-                        ..Default::default()
-                    })
-                    .await?
-                    .into_inner();
-                (r.key_metadata.map(|m| m.key_id).unwrap_or_default(), true)
-            }
-        };
-        let (_, auth) = resolve(conn)?;
-        let mut result = run_kms(endpoint, auth, &key, context(a.context), &mix, &shape).await;
-        if let Ok(r) = &mut result
-            && endpoint.starts_with("https://")
-        {
-            r.target.push_str(" (TLS)");
-        }
-        if created {
-            kms.schedule_key_deletion(pb::ScheduleKeyDeletionRequest {
-                key_id: key.clone(),
-                pending_window_in_days: Some(7),
-            })
-            .await?;
-        }
-        reports.push(result?);
+    if created && let Some(key) = &key {
+        kms.schedule_key_deletion(pb::ScheduleKeyDeletionRequest {
+            key_id: key.clone(),
+            pending_window_in_days: Some(7),
+        })
+        .await?;
     }
-    let ratio = match reports.as_slice() {
-        [b, k] if b.rps > 0.0 => Some(k.rps / b.rps),
-        _ => None,
-    };
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    let ratio = median(&mut ratios.clone());
     if output::format() == Output::Json {
         return print(&json!({
             "concurrency": a.concurrency,
             "connections": a.connections,
             "payload_size": a.payload_size,
+            "rounds": a.rounds,
             "reports": reports.iter().map(report_json).collect::<Vec<_>>(),
+            "ratios": ratios.iter().map(|r| (r * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
             "ratio_to_baseline": ratio.map(|r| (r * 1000.0).round() / 1000.0),
         }));
     }
@@ -1671,10 +1712,33 @@ async fn run_bench(
             }
         ));
     }
-    if let Some(r) = ratio {
-        out.push_str(&format!("kmsd / baseline: {:.1}%\n", r * 100.0));
+    match (ratio, ratios.len()) {
+        (Some(r), 1) => out.push_str(&format!("kmsd / baseline: {:.1}%\n", r * 100.0)),
+        (Some(r), n) => {
+            let each: Vec<String> = ratios
+                .iter()
+                .map(|x| format!("{:.1}%", x * 100.0))
+                .collect();
+            out.push_str(&format!(
+                "kmsd / baseline: {:.1}% (median of {n} rounds: {})\n",
+                r * 100.0,
+                each.join(" ")
+            ));
+        }
+        (None, _) => {}
     }
     output::write_stdout(out.as_bytes())
+}
+
+/// The median of `xs` (the mean of the middle two for an even count).
+fn median(xs: &mut [f64]) -> Option<f64> {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => xs.get(n / 2).copied(),
+        _ => Some((xs.get(n / 2 - 1)? + xs.get(n / 2)?) / 2.0),
+    }
 }
 
 async fn open_input(p: &PathBuf) -> anyhow::Result<Box<dyn tokio::io::AsyncRead + Unpin + Send>> {
@@ -1747,6 +1811,14 @@ async fn finish_output<T, E: Into<anyhow::Error>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median(&mut []), None);
+        assert_eq!(median(&mut [0.4]), Some(0.4));
+        assert_eq!(median(&mut [0.9, 0.1, 0.5]), Some(0.5));
+        assert_eq!(median(&mut [0.8, 0.2, 0.4, 0.6]), Some(0.5));
+    }
 
     #[test]
     fn subcommand_arguments_do_not_feed_the_global_credentials() {
