@@ -1670,7 +1670,7 @@ async fn run_bench(
         .await?;
     }
     if let Some(e) = failure {
-        return Err(e.into());
+        return Err(e);
     }
     let ratio = median(&mut ratios.clone());
     if output::format() == Output::Json {
