@@ -7,6 +7,11 @@ mod iam;
 mod output;
 mod progress;
 
+/// The same allocator as kmsd, so that `kmsctl bench`'s baseline server and
+/// kmsd are compared on equal terms.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::{IsTerminal, Read, Write};
