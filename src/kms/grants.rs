@@ -191,9 +191,11 @@ impl Kms {
             ));
         }
         let key = self.find_key(caller, &input.key_id).await?;
-        self.check_usable(&key)?;
+        // Authorized first: a caller who may not create grants on the key
+        // learns nothing of its state.
         self.authorize_create_grant(caller, &key, &input, &ops, constraints.as_ref())
             .await?;
+        self.check_usable(&key)?;
         let id_bytes = crate::crypto::rng::array::<32>()?;
         let grant = Grant {
             grant_id: id_bytes.iter().map(|b| format!("{b:02x}")).collect(),

@@ -979,6 +979,33 @@ async fn a_grantee_meets_the_keys_state() {
         .expect("Encrypt once the key is enabled again");
 }
 
+/// CreateGrant decides authorization before it looks at the key's state,
+/// so a caller without kms:CreateGrant cannot learn that a key is disabled.
+#[tokio::test]
+async fn create_grant_on_a_disabled_key_denies_before_it_tells_the_state() {
+    let w = World::new().await;
+    disable(&mut w.kms(&w.d.admin).await, &w.key_id).await;
+    // The retirer has no permission on the key at all.
+    denied(
+        create_grant(
+            &mut w.kms(&w.retirer).await,
+            grant_req(&w.key_id, &w.role, &[Op::Encrypt]),
+        )
+        .await,
+    );
+    // The key administrator (kms:Create* in the key policy) may create
+    // grants, and is told why it cannot now.
+    assert_err(
+        create_grant(
+            &mut w.kms(&w.d.admin).await,
+            grant_req(&w.key_arn, &w.role, &[Op::Encrypt]),
+        )
+        .await,
+        Code::FailedPrecondition,
+        "DisabledException",
+    );
+}
+
 #[tokio::test]
 async fn a_grant_for_one_session_admits_only_that_session() {
     let w = World::new().await;
