@@ -26,6 +26,7 @@ pub mod identity;
 pub mod kms;
 pub mod model;
 pub mod policy;
+pub mod private_file;
 pub mod profile;
 pub mod server;
 pub mod store;

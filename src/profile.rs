@@ -107,8 +107,6 @@ pub fn save_sections(
     path: &Path,
     sections: &[(&str, &[(&str, &str)])],
 ) -> Result<(), ProfileError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let err = |reason: String| ProfileError::File {
         path: path.to_owned(),
         reason,
@@ -133,16 +131,5 @@ pub fn save_sections(
     ini.write_to_opt(&mut text, opt)
         .map_err(|e| err(e.to_string()))?;
     let text = Zeroizing::new(text);
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| err(e.to_string()))?;
-    f.write_all(&text)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| err(e.to_string()))?;
-    std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+    crate::private_file::write_atomic(path, &text).map_err(|e| err(e.to_string()))
 }

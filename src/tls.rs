@@ -6,8 +6,6 @@
 //! `ca_file` of a profile, `--ca-file` or `KMS_CA_FILE` for kmsctl).
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
@@ -124,18 +122,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// Writes a file atomically with mode 0600.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
-    let tmp = path.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(io(&tmp))?;
-    fs::rename(&tmp, path).map_err(io(path))
+    crate::private_file::write_atomic(path, bytes).map_err(io(path))
 }
 
 #[cfg(test)]
