@@ -1693,6 +1693,9 @@ impl Store for SqliteStore {
                 None => 0,
             };
             let (last_seq, prev) = w.chain_head()?;
+            // Forgotten while the insert runs: if it fails, the next append
+            // reads the head back instead of retrying a sequence in use.
+            w.chain_head = None;
             let seq = last_seq + 1;
             let body = prebuilt.unwrap_or_else(|| r.canonical_json(attempt));
             let hash = chain_hash(&prev, &body);
