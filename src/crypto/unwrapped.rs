@@ -80,8 +80,13 @@ impl<K: Hash + Eq, V> UnwrapCache<K, V> {
         let mut map = self.lock();
         if map.len() >= self.capacity && !map.contains_key(id) {
             map.retain(|_, e| now.duration_since(e.loaded) < self.ttl);
-            if map.len() >= self.capacity {
-                map.clear();
+            // Still full of live entries: drop the oldest rather than empty
+            // the cache, which would make every caller unwrap again.
+            while map.len() >= self.capacity {
+                let Some(oldest) = map.values().map(|e| e.loaded).min() else {
+                    break;
+                };
+                map.retain(|_, e| e.loaded != oldest);
             }
         }
         map.insert(
@@ -163,6 +168,11 @@ mod tests {
         assert_eq!(c.len(), 1);
         c.purge_expired();
         assert!(c.is_empty());
+        // Purging keeps what is still live.
+        let live: UnwrapCache<String, u32> = UnwrapCache::new(Duration::from_secs(60), 8);
+        live.get_or_unwrap("a", b"w", counting(&calls, 1)).unwrap();
+        live.purge_expired();
+        assert_eq!(live.len(), 1);
     }
 
     #[test]
@@ -178,6 +188,10 @@ mod tests {
                 .unwrap();
             assert!(c.len() <= 3);
         }
+        // The newest entries survive a full cache.
+        let calls = Cell::new(0);
+        c.get_or_unwrap("e", b"w", counting(&calls, 9)).unwrap();
+        assert_eq!(calls.get(), 0, "the newest entry was kept");
         c.forget(|k| k == "e");
         let calls = Cell::new(0);
         c.get_or_unwrap("e", b"w", counting(&calls, 7)).unwrap();
