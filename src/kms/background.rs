@@ -36,7 +36,11 @@ impl Kms {
                 report.destroyed += 1;
                 tracing::info!(key_id = %id, "key material destroyed: the deletion window has passed");
                 if let Some(account) = account {
-                    self.record_service_event("DeleteKey", &account, id).await?;
+                    // The key is gone either way; a failed event must not
+                    // stop the rest of the sweep.
+                    if let Err(e) = self.record_service_event("DeleteKey", &account, id).await {
+                        tracing::error!(key_id = %id, error = %e, "could not record the key's destruction in the audit trail");
+                    }
                 }
             }
         }
@@ -64,8 +68,12 @@ impl Kms {
                 Ok(k) => {
                     report.rotated += 1;
                     tracing::info!(key_id = %id, version = k.current_version, "key rotated automatically");
-                    self.record_service_event("RotateKey", &k.account_id, id)
-                        .await?;
+                    if let Err(e) = self
+                        .record_service_event("RotateKey", &k.account_id, id)
+                        .await
+                    {
+                        tracing::error!(key_id = %id, error = %e, "could not record the rotation in the audit trail");
+                    }
                 }
                 Err(e) => tracing::warn!(key_id = %id, error = %e, "automatic rotation failed"),
             }
