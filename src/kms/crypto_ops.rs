@@ -87,10 +87,11 @@ fn validate_common(ctx: &EncryptionContext, grant_tokens: &[String]) -> Result<(
     // `...:dept` are one key), so two context keys that differ only by case
     // would let one hide the other from a policy condition.
     let mut lowered = std::collections::HashSet::with_capacity(ctx.entries().len());
-    if !ctx
-        .entries()
-        .keys()
-        .all(|k| lowered.insert(k.to_lowercase()))
+    if ctx.entries().len() > 1
+        && !ctx
+            .entries()
+            .keys()
+            .all(|k| lowered.insert(k.to_lowercase()))
     {
         return Err(KmsError::validation(
             "encryption context keys must differ by more than letter case",
