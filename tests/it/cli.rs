@@ -1551,14 +1551,17 @@ fn deleting_a_user_deletes_its_inline_policies() {
 
 /// `kmsctl` with `KMS_OUTPUT` set (and nothing else from the environment).
 fn kmsctl_with_output_env(dir: &Path, format: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kmsctl"))
-        .arg("--credentials")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kmsctl"));
+    cmd.arg("--credentials")
         .arg(dir.join("credentials"))
-        .args(args)
-        .env_remove("KMS_PROFILE")
-        .env_remove("KMS_ENDPOINT")
-        .env_remove("KMS_CREDENTIALS_FILE")
-        .env("KMS_OUTPUT", format)
+        .args(args);
+    // As binary::kmsctl: nothing from the caller's shell changes who kmsctl is.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("KMS_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("KMS_OUTPUT", format)
         .stdin(Stdio::null())
         .output()
         .expect("spawn kmsctl")
