@@ -352,20 +352,21 @@ struct BenchArgs {
     /// weighted mix such as encrypt=3,decrypt=1.
     #[arg(long, default_value = "encrypt")]
     op: String,
-    /// Plaintext (and baseline payload) size in bytes.
-    #[arg(long, default_value_t = 64)]
+    /// Plaintext (and baseline payload) size in bytes, 1 to 4096 (Encrypt's
+    /// limit).
+    #[arg(long, default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096))]
     payload_size: usize,
     /// Calls in flight.
-    #[arg(short = 'c', long, default_value_t = 64)]
+    #[arg(short = 'c', long, default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     concurrency: usize,
     /// HTTP/2 connections shared by the calls in flight.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     connections: usize,
     /// Seconds to run each phase (ignored with --requests).
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
     /// Stop each phase after this many requests instead.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     requests: Option<u64>,
     /// The key to use; by default one is created for the run and scheduled
     /// for deletion (7 days) afterwards.
@@ -386,7 +387,7 @@ struct BenchArgs {
     /// Alternate the baseline and kmsd phases this many times and report
     /// the medians: on a shared machine one phase of each can catch a slow
     /// or a fast moment and skew the ratio.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     rounds: u32,
 }
 
@@ -621,11 +622,13 @@ async fn connect_audit(conn: &Conn) -> anyhow::Result<AuditClient> {
 /// `KMS_SESSION_TOKEN`) if given, else the profile; `--endpoint`
 /// (`KMS_ENDPOINT`) overrides the profile's endpoint.
 fn resolve(conn: &Conn) -> anyhow::Result<(String, BearerAuth)> {
-    if conn.access_key_id.is_some() != conn.secret_access_key.is_some() {
+    if conn.access_key_id.is_some() != conn.secret_access_key.is_some()
+        || (conn.session_token.is_some() && conn.access_key_id.is_none())
+    {
         // Half an override must not silently fall back to the profile's
         // identity.
         return Err(UsageError(
-            "give both the access key id and the secret access key (flags or KMS_ACCESS_KEY_ID and KMS_SECRET_ACCESS_KEY), or neither".into(),
+            "give both the access key id and the secret access key (flags or KMS_ACCESS_KEY_ID and KMS_SECRET_ACCESS_KEY), or neither; a session token needs both".into(),
         )
         .into());
     }
@@ -751,20 +754,16 @@ fn read_input(p: &PathBuf) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
 
 /// Writes a plaintext or ciphertext to stdout or to a file readable only by
 /// its owner.
-fn write_output(p: &PathBuf, bytes: &[u8]) -> anyhow::Result<()> {
+fn write_output(p: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     if p.as_os_str() == "-" {
         let mut out = std::io::stdout().lock();
         out.write_all(bytes)?;
         out.flush()?;
     } else {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(p)
-            .and_then(|mut f| f.write_all(bytes))
+        // Written whole to a 0600 file and renamed over `p`: an existing,
+        // wider-open file never receives the bytes, and a failed write
+        // leaves it as it was.
+        kmsd::private_file::write_atomic(p, bytes)
             .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
@@ -1572,11 +1571,9 @@ async fn run_bench(
     endpoint: &str,
 ) -> anyhow::Result<()> {
     use kmsd::bench::{LoadShape, run_baseline, run_kms, start_baseline};
-    if a.concurrency == 0 || a.connections == 0 || !(a.duration.is_finite() && a.duration > 0.0) {
-        return Err(UsageError(
-            "--concurrency, --connections and --duration must be positive".into(),
-        )
-        .into());
+    // The other counts are range-checked by clap.
+    if !(a.duration.is_finite() && a.duration > 0.0) {
+        return Err(UsageError("--duration must be positive".into()).into());
     }
     let mix = parse_mix(&a.op)?;
     let shape = LoadShape {
@@ -1590,9 +1587,6 @@ async fn run_bench(
         payload_size: a.payload_size,
         ca_pem: ca_pem(conn)?,
     };
-    if a.rounds == 0 {
-        return Err(UsageError("--rounds must be at least 1".into()).into());
-    }
     // The baseline speaks TLS when kmsd does, with a certificate made for
     // the run, so that the two figures cost the same handshakes and record
     // encryption. One server serves every round.
@@ -1609,6 +1603,7 @@ async fn run_bench(
         };
         Some((server, stop, shape))
     };
+    let (_, auth) = resolve(conn)?;
     let (key, created) = match (&a.key, a.baseline) {
         (_, true) => (None, false),
         (Some(k), false) => (Some(k.clone()), false),
@@ -1620,16 +1615,28 @@ async fn run_bench(
                 })
                 .await?
                 .into_inner();
-            (r.key_metadata.map(|m| m.key_id), true)
+            let id = r
+                .key_metadata
+                .map(|m| m.key_id)
+                .ok_or_else(|| anyhow!("CreateKey returned no key metadata"))?;
+            (Some(id), true)
         }
     };
     let mut reports = Vec::new();
     let mut ratios = Vec::new();
-    let mut failure = None;
+    // Any failure ends the rounds, but the run's key is still scheduled for
+    // deletion below.
+    let mut failure: Option<anyhow::Error> = None;
     for _ in 0..a.rounds {
         let mut base_rps = None;
         if let Some((server, _, shape)) = &baseline {
-            let mut report = run_baseline(server, shape).await?;
+            let mut report = match run_baseline(server, shape).await {
+                Ok(r) => r,
+                Err(e) => {
+                    failure = Some(e.into());
+                    break;
+                }
+            };
             if tls.is_some() {
                 report.target.push_str(" (TLS)");
             }
@@ -1637,10 +1644,9 @@ async fn run_bench(
             reports.push(report);
         }
         if let Some(key) = &key {
-            let (_, auth) = resolve(conn)?;
             match run_kms(
                 endpoint,
-                auth,
+                auth.clone(),
                 key,
                 context(a.context.clone()),
                 &mix,
