@@ -711,6 +711,30 @@ fn blob_commands() {
         ],
     );
     assert_eq!(std::fs::read(&back).unwrap(), secret);
+    // Over an existing, world-readable file the plaintext still lands in a
+    // file only its owner can read.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(&back, b"old").unwrap();
+        std::fs::set_permissions(&back, std::fs::Permissions::from_mode(0o644)).unwrap();
+        quiet(
+            &dir,
+            &[
+                "decrypt-blob",
+                "--in",
+                path(&blob),
+                "--out",
+                path(&back),
+                "--context",
+                "tenant=a",
+                "--context",
+                "purpose=test",
+            ],
+        );
+        assert_eq!(std::fs::read(&back).unwrap(), secret);
+        let mode = std::fs::metadata(&back).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "plaintext output has mode {mode:o}");
+    }
     for wrong in [
         vec!["--context", "tenant=b", "--context", "purpose=test"],
         vec!["--context", "tenant=a"],
@@ -1804,6 +1828,9 @@ fn bad_argument_values_are_usage_errors() {
             vec!["bench", "--rounds", "0", "--requests", "10"],
             "--rounds",
         ),
+        (vec!["bench", "--payload-size", "5000"], "--payload-size"),
+        (vec!["bench", "--concurrency", "0"], "--concurrency"),
+        (vec!["--session-token", "tok", "whoami"], "session token"),
     ] {
         let out = run(&dir, &args);
         let stderr = String::from_utf8_lossy(&out.stderr);
