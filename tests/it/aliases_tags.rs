@@ -807,6 +807,38 @@ async fn alias_changes_need_permission_on_the_aliased_key() {
         a.key_id
     );
 
+    // Allowed only on the key the alias would go to, not on the one it
+    // leaves: still refused, both ways.
+    put_user_policy(
+        &d,
+        &d.admin,
+        "mallory",
+        "target-only",
+        &serde_json::json!({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Action": ["kms:UpdateAlias", "kms:DeleteAlias"],
+            "Resource": b.arn}]})
+        .to_string(),
+    )
+    .await
+    .unwrap();
+    let r = m
+        .update_alias(pb::UpdateAliasRequest {
+            alias_name: "alias/guarded".into(),
+            target_key_id: b.key_id.clone(),
+        })
+        .await;
+    assert_err(r, Code::PermissionDenied, "AccessDeniedException");
+    let r = m
+        .delete_alias(pb::DeleteAliasRequest {
+            alias_name: "alias/guarded".into(),
+        })
+        .await;
+    assert_err(r, Code::PermissionDenied, "AccessDeniedException");
+    assert_eq!(
+        describe(&mut admin, "alias/guarded").await.unwrap().key_id,
+        a.key_id
+    );
+
     // Allowed on both keys, the same user may repoint and delete it.
     put_user_policy(
         &d,
@@ -823,9 +855,19 @@ async fn alias_changes_need_permission_on_the_aliased_key() {
     })
     .await
     .unwrap();
+    assert_eq!(
+        describe(&mut admin, "alias/guarded").await.unwrap().key_id,
+        b.key_id,
+        "the alias was repointed"
+    );
     m.delete_alias(pb::DeleteAliasRequest {
         alias_name: "alias/guarded".into(),
     })
     .await
     .unwrap();
+    assert_err(
+        describe(&mut admin, "alias/guarded").await,
+        Code::NotFound,
+        "NotFoundException",
+    );
 }
