@@ -5,30 +5,18 @@
 //!
 //! `cargo bench --bench audit_cost [-- SECONDS]`
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use kmsd::bench::{LoadShape, Report, run_baseline, run_kms, start_baseline};
-use kmsd::client::BearerAuth;
-use kmsd::clock::SystemClock;
-use kmsd::daemon::{Daemon, Options};
 use kmsd::pb;
 
+#[path = "support/mod.rs"]
+mod support;
+use support::InProcess;
+
 async fn kmsd_run(audit: bool, shape: &LoadShape) -> anyhow::Result<Report> {
-    let dir = tempfile::tempdir()?;
-    let mut options = Options::new(dir.path().join("data"));
-    options.audit = audit;
-    let daemon = Daemon::open(options, Arc::new(SystemClock))?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let endpoint = format!("http://{}", listener.local_addr()?);
-    let creds = daemon.bootstrap_dev(&endpoint).await?;
-    let admin = creds.admin.ok_or_else(|| anyhow::anyhow!("no admin"))?;
-    let secret = String::from_utf8(admin.secret_access_key.expose_secret().to_vec())?;
-    let auth = BearerAuth::new(&admin.access_key_id, &secret, None)?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(daemon.serve(listener, async {
-        let _ = stopped.await;
-    }));
+    let kmsd = InProcess::start(|o| o.audit = audit).await?;
+    let (endpoint, auth) = (kmsd.endpoint.clone(), kmsd.auth.clone());
     let (mut kms, _) = kmsd::client::clients(kmsd::client::connect(&endpoint).await?, auth.clone());
     let key = kms
         .create_key(pb::CreateKeyRequest::default())
@@ -46,8 +34,7 @@ async fn kmsd_run(audit: bool, shape: &LoadShape) -> anyhow::Result<Report> {
     )
     .await?;
     report.target = format!("kmsd encrypt, audit {}", if audit { "on" } else { "off" });
-    let _ = stop.send(());
-    let _ = server.await;
+    kmsd.stop().await;
     Ok(report)
 }
 

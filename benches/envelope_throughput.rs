@@ -13,16 +13,17 @@
 //!    and AAD, and the KMS round trip.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
-use kmsd::client::{BearerAuth, Client};
-use kmsd::clock::SystemClock;
-use kmsd::daemon::{Daemon, Options};
+use kmsd::client::Client;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+#[path = "support/mod.rs"]
+mod support;
+use support::InProcess;
 
 /// A reader of `left` bytes of a repeating pattern (generating them costs
 /// a memcpy, as reading a file from the page cache would).
@@ -109,19 +110,8 @@ fn raw(total: u64, segment: usize) -> anyhow::Result<(f64, f64)> {
 }
 
 async fn envelope(total: u64, segment: u32) -> anyhow::Result<(f64, f64)> {
-    let dir = tempfile::tempdir()?;
-    let daemon = Daemon::open(Options::new(dir.path().join("data")), Arc::new(SystemClock))?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let endpoint = format!("http://{}", listener.local_addr()?);
-    let creds = daemon.bootstrap_dev(&endpoint).await?;
-    let admin = creds.admin.ok_or_else(|| anyhow::anyhow!("no admin"))?;
-    let secret = String::from_utf8(admin.secret_access_key.expose_secret().to_vec())?;
-    let auth = BearerAuth::new(&admin.access_key_id, &secret, None)?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(daemon.serve(listener, async {
-        let _ = stopped.await;
-    }));
-    let client = Client::connect(&endpoint, auth).await?;
+    let kmsd = InProcess::start(|_| {}).await?;
+    let client = Client::connect(&kmsd.endpoint, kmsd.auth.clone()).await?;
     let key = client.create_key("envelope throughput").await?;
     let env = client.envelope().with_segment_size(segment);
     let context = std::collections::HashMap::from([("bench".to_owned(), "1".to_owned())]);
@@ -157,8 +147,7 @@ async fn envelope(total: u64, segment: u32) -> anyhow::Result<(f64, f64)> {
         .await?;
     let dec = t.elapsed().as_secs_f64();
     anyhow::ensure!(n == total && sink.0 == total, "decrypted {n} of {total}");
-    let _ = stop.send(());
-    let _ = server.await;
+    kmsd.stop().await;
     Ok((mib_per_s(total, enc), mib_per_s(total, dec)))
 }
 
