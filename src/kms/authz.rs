@@ -215,15 +215,21 @@ pub fn condition_context(
 /// `Condition` is evaluated. Most policies (the default key policy among
 /// them) have none, and building the keys (a dozen lowercased names and
 /// formatted values) cost more than evaluating such a policy.
-pub(crate) struct Conditions<'a> {
-    built: OnceLock<ConditionContext>,
-    source: Option<(
-        crate::clock::Timestamp,
-        &'a Caller,
-        Option<&'a EncryptionContext>,
-    )>,
-    none: ConditionContext,
+pub(crate) enum Conditions<'a> {
+    /// Built from the call on first use.
+    Lazy {
+        built: OnceLock<ConditionContext>,
+        now: crate::clock::Timestamp,
+        caller: &'a Caller,
+        ctx: Option<&'a EncryptionContext>,
+    },
+    /// Built (and extended) by the caller.
+    Ready(ConditionContext),
 }
+
+/// What a policy without conditions is evaluated against.
+static NO_CONDITIONS: std::sync::LazyLock<ConditionContext> =
+    std::sync::LazyLock::new(ConditionContext::new);
 
 impl<'a> Conditions<'a> {
     /// The keys of a call by `caller` at `now` with encryption context
@@ -233,32 +239,34 @@ impl<'a> Conditions<'a> {
         caller: &'a Caller,
         ctx: Option<&'a EncryptionContext>,
     ) -> Self {
-        Self {
+        Self::Lazy {
             built: OnceLock::new(),
-            source: Some((now, caller, ctx)),
-            none: ConditionContext::new(),
+            now,
+            caller,
+            ctx,
         }
     }
 
     /// Keys already built (and extended by the caller).
     pub(crate) fn ready(context: ConditionContext) -> Self {
-        Self {
-            built: OnceLock::from(context),
-            source: None,
-            none: ConditionContext::new(),
-        }
+        Self::Ready(context)
     }
 
     /// The keys `policy` is evaluated against: none for a policy without
     /// conditions (which cannot tell the difference).
     fn for_policy(&self, policy: &Policy) -> &ConditionContext {
         if !policy.has_conditions() {
-            return &self.none;
+            return &NO_CONDITIONS;
         }
-        self.built.get_or_init(|| match self.source {
-            Some((now, caller, ctx)) => condition_context(now, caller, ctx),
-            None => ConditionContext::new(),
-        })
+        match self {
+            Self::Lazy {
+                built,
+                now,
+                caller,
+                ctx,
+            } => built.get_or_init(|| condition_context(*now, caller, *ctx)),
+            Self::Ready(context) => context,
+        }
     }
 }
 
@@ -472,5 +480,50 @@ impl Kms {
             resource,
             "because no identity-based policy allows the action",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditions_are_built_only_for_policies_that_read_them() {
+        let caller = Caller {
+            account_id: "111122223333".into(),
+            arn: "arn:aws:iam::111122223333:user/app".into(),
+            principal: Principal::User { name: "app".into() },
+            user_id: "AIDAEXAMPLE".into(),
+            access_key_id: "AKIAEXAMPLE".into(),
+            source_ip: None,
+            mfa_present: false,
+            session_expiry: None,
+        };
+        let plain = Policy::parse(
+            r#"{"Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}"#,
+            PolicyKind::Identity,
+        )
+        .unwrap();
+        let conditional = Policy::parse(
+            r#"{"Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*",
+                "Condition":{"StringEquals":{"aws:username":"app"}}}]}"#,
+            PolicyKind::Identity,
+        )
+        .unwrap();
+        let lazy = Conditions::lazy(crate::clock::Timestamp(1_700_000_000_000), &caller, None);
+        assert_eq!(lazy.for_policy(&plain).get("aws:username"), None);
+        assert_eq!(
+            lazy.for_policy(&conditional).get("aws:username"),
+            Some(&["app".to_owned()][..])
+        );
+        let mut extended = ConditionContext::new();
+        extended.set("kms:GranteePrincipal", "arn:aws:iam::111122223333:role/r");
+        let ready = Conditions::ready(extended);
+        assert!(
+            ready
+                .for_policy(&conditional)
+                .get("kms:GranteePrincipal")
+                .is_some()
+        );
     }
 }
