@@ -52,7 +52,8 @@
 //!   on a reader connection via `spawn_blocking` (a fresh role session).
 //! - `kms/encrypt_64B_key_user`, `kms/decrypt_64B_key_user`: the public
 //!   `Kms::encrypt`/`Kms::decrypt` on the real store, caches warm: key
-//!   lookup, condition context, key-policy and identity-policy evaluation,
+//!   lookup, condition context, key-policy evaluation, the identity-policy
+//!   lookup (the user has none attached),
 //!   material read (unwrapped copy cached), seal/open. The closest public route to the
 //!   whole authorization path, which is pub(crate).
 //! - `kms/encrypt_64B_via_grant`: `Kms::encrypt` by a role session that
