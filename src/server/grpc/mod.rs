@@ -107,7 +107,11 @@ impl Handler {
             .map(|a| a.ip().to_string())
             .unwrap_or_default();
         let presented_key = presented_access_key(&req);
-        let ((caller, result), notes) = audit::notes::scope(async {
+        // Boxed where it is made: the operation's future is a few KB, and the
+        // notes scope around it would otherwise hold it three times over
+        // (6.8 KB for Encrypt, copied again by every wrapper up to tonic's
+        // own boxing); boxed, the scope is 168 bytes.
+        let inner = Box::pin(async {
             match self.authenticate(&req).await {
                 Ok(caller) => {
                     let who = caller.clone();
@@ -118,8 +122,8 @@ impl Handler {
                 }
                 Err(e) => (None, Err(e)),
             }
-        })
-        .await;
+        });
+        let ((caller, result), notes) = audit::notes::scope(inner).await;
         let error_code = result.as_ref().err().map(KmsError::name);
         let record = self.audit_record(
             op,
