@@ -43,6 +43,9 @@ pub enum Error {
         /// Known to this build.
         supported: i64,
     },
+    /// Another open store (another kmsd, most likely) holds the database's lock.
+    #[error("the database is in use by another kmsd: {} is locked", .0.display())]
+    InUse(std::path::PathBuf),
     /// The writer thread is gone (the store is shutting down).
     #[error("the store is closed")]
     Closed,

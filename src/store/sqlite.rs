@@ -10,7 +10,9 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::path::Path;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -111,6 +113,30 @@ pub struct SqliteStore {
     /// Tells the checkpoint thread to stop.
     closing: Arc<AtomicBool>,
     checkpoint_thread: Mutex<Option<thread::JoinHandle<()>>>,
+    /// An exclusive lock on `<database>.lock`, held while the store is open
+    /// (dropped after the writer has stopped). A second store on the same
+    /// database, in this process or another, would be a second writer: the
+    /// audit chain head this one caches would go stale and the chain fork.
+    _lock: File,
+}
+
+/// Locks `<db>.lock` (mode 0600), or says which database is already in use.
+fn lock_database(db: &Path) -> Result<File> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(Error::InUse(path)),
+        Err(TryLockError::Error(e)) => Err(Error::Io(e)),
+    }
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
@@ -147,6 +173,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
     /// `clock` dates the key configuration versions the store records.
     pub fn open(path: &Path, readers: usize, clock: Arc<dyn Clock>) -> Result<Self> {
+        let lock = lock_database(path)?;
         let mut writer = Connection::open(path)?;
         let mode: String =
             writer.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
@@ -213,6 +240,7 @@ impl SqliteStore {
             writer: Mutex::new(Some(handle)),
             closing,
             checkpoint_thread: Mutex::new(Some(checkpoint_thread)),
+            _lock: lock,
         })
     }
 

@@ -206,6 +206,61 @@ fn dev_refuses_a_non_loopback_address() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
 }
 
+/// A second daemon on a data directory in use is refused before it touches
+/// anything, and the first goes on serving; once the first is gone (even by
+/// `kill -9`), the directory opens again.
+#[tokio::test]
+async fn a_data_directory_serves_one_daemon_at_a_time() {
+    let (_t, dir) = data_dir();
+    let first = Kmsd::start(&dir);
+    // A daemon that did start would rewrite this with its own endpoint.
+    let credentials_before = std::fs::read(dir.join("credentials")).expect("credentials");
+    let mut second = Command::new(env!("CARGO_BIN_EXE_kmsd"))
+        .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kmsd");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = second.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("a second daemon started on a data directory in use");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("in use by another kmsd") && stderr.contains("kmsd.db.lock"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("credentials")).expect("credentials"),
+        credentials_before,
+        "the refused daemon wrote nothing"
+    );
+    let mut kms = kms_client(&first.endpoint, &profile(&dir, "default")).await;
+    kms.create_key(pb::CreateKeyRequest::default())
+        .await
+        .expect("the first daemon still serves");
+
+    first.signal("-KILL");
+    let _ = first.wait();
+    let again = Kmsd::start(&dir);
+    let mut kms = kms_client(&again.endpoint, &profile(&dir, "default")).await;
+    kms.create_key(pb::CreateKeyRequest::default())
+        .await
+        .expect("the directory opens again once its daemon is gone");
+}
+
 /// Every call that was answered before a `kill -9` is still there after a
 /// restart: the writer answers only after its batch is committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
