@@ -111,6 +111,14 @@ pub struct Report {
     pub elapsed: Duration,
 }
 
+impl Report {
+    /// Successful requests per second (what the ratio to the baseline uses).
+    pub fn ok_rps(&self) -> f64 {
+        let failed: u64 = self.errors.values().sum();
+        self.requests.saturating_sub(failed) as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
 struct Tally {
     hist: Histogram<u64>,
     errors: BTreeMap<String, u64>,
@@ -389,4 +397,34 @@ pub async fn run_kms(
         }
     })
     .await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ratio_counts_successes_only() {
+        let report = Report {
+            target: "kmsd encrypt=1".into(),
+            requests: 1000,
+            rps: 500.0,
+            p50_us: 1,
+            p90_us: 1,
+            p99_us: 1,
+            p999_us: 1,
+            max_us: 1,
+            errors: BTreeMap::from([
+                ("AccessDeniedException".to_owned(), 300),
+                ("ThrottlingException".to_owned(), 100),
+            ]),
+            elapsed: Duration::from_secs(2),
+        };
+        assert!((report.ok_rps() - 300.0).abs() < 1e-9);
+        let all_failed = Report {
+            errors: BTreeMap::from([("NotFoundException".to_owned(), 1000)]),
+            ..report
+        };
+        assert!(all_failed.ok_rps().abs() < 1e-9);
+    }
 }

@@ -127,12 +127,20 @@ pub async fn connect(endpoint: &str) -> Result<Channel, ClientError> {
     connect_with(endpoint, None).await
 }
 
+/// Whether `endpoint` asks for TLS (its scheme is `https`, in any case, as
+/// URI schemes are case-insensitive).
+pub fn is_https(endpoint: &str) -> bool {
+    endpoint
+        .get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+}
+
 /// The endpoint, with TLS trusting `ca_pem` when it is `https://`.
 fn endpoint(endpoint: &str, ca_pem: Option<&[u8]>) -> Result<Endpoint, ClientError> {
     let e = Endpoint::from_shared(endpoint.to_owned())
         .map_err(|_| ClientError::BadEndpoint(endpoint.to_owned()))?
         .tcp_nodelay(true);
-    match (endpoint.starts_with("https://"), ca_pem) {
+    match (is_https(endpoint), ca_pem) {
         (true, Some(ca)) => e
             .tls_config(crate::tls::client_config(ca))
             .map_err(|source| ClientError::Connect {
@@ -174,4 +182,23 @@ pub fn clients(channel: Channel, auth: BearerAuth) -> (KmsClient, IdentityClient
         KeyManagementServiceClient::with_interceptor(channel.clone(), auth.clone()),
         IdentityServiceClient::with_interceptor(channel, auth),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_is_recognised_in_any_case() {
+        for tls in [
+            "https://127.0.0.1:7878",
+            "HTTPS://kms.internal",
+            "Https://x",
+        ] {
+            assert!(is_https(tls), "{tls}");
+        }
+        for plain in ["http://127.0.0.1:7878", "https:/x", "", "httpsx://", "é"] {
+            assert!(!is_https(plain), "{plain}");
+        }
+    }
 }

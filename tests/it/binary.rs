@@ -724,6 +724,10 @@ async fn kmsctl_bench_reports_every_field() {
     for r in reports {
         assert_eq!(r["requests"], 300, "{r}");
         assert!(r["requests_per_second"].as_f64().unwrap() > 0.0);
+        assert_eq!(
+            r["successes_per_second"], r["requests_per_second"],
+            "every request succeeded: {r}"
+        );
         for p in ["p50", "p90", "p99", "p99_9", "max"] {
             assert!(r["latency_us"][p].as_u64().unwrap() > 0, "{p} in {r}");
         }

@@ -1830,6 +1830,8 @@ fn bad_argument_values_are_usage_errors() {
         ),
         (vec!["bench", "--payload-size", "5000"], "--payload-size"),
         (vec!["bench", "--concurrency", "0"], "--concurrency"),
+        // The daemon in these tests is plaintext: a TLS baseline would skew the ratio.
+        (vec!["bench", "--tls", "--requests", "10"], "--tls"),
         (vec!["--session-token", "tok", "whoami"], "session token"),
     ] {
         let out = run(&dir, &args);

@@ -1558,6 +1558,7 @@ fn report_json(r: &kmsd::bench::Report) -> Value {
         "target": r.target,
         "requests": r.requests,
         "requests_per_second": (r.rps * 10.0).round() / 10.0,
+        "successes_per_second": (r.ok_rps() * 10.0).round() / 10.0,
         "latency_us": {"p50": r.p50_us, "p90": r.p90_us, "p99": r.p99_us, "p99_9": r.p999_us, "max": r.max_us},
         "errors": r.errors,
         "elapsed_seconds": r.elapsed.as_secs_f64(),
@@ -1590,7 +1591,15 @@ async fn run_bench(
     // The baseline speaks TLS when kmsd does, with a certificate made for
     // the run, so that the two figures cost the same handshakes and record
     // encryption. One server serves every round.
-    let tls = (a.tls || endpoint.starts_with("https://"))
+    let kmsd_tls = kmsd::client::is_https(endpoint);
+    if a.tls && !kmsd_tls && !a.baseline {
+        return Err(UsageError(format!(
+            "--tls serves the baseline over TLS, but {endpoint} is plaintext: the ratio would \
+             compare TLS with plaintext; use an https:// endpoint, or --baseline alone"
+        ))
+        .into());
+    }
+    let tls = (a.tls || kmsd_tls)
         .then(|| kmsd::tls::ServerTls::self_signed(&["localhost", "127.0.0.1"]))
         .transpose()?;
     let baseline = if a.no_baseline {
@@ -1640,7 +1649,7 @@ async fn run_bench(
             if tls.is_some() {
                 report.target.push_str(" (TLS)");
             }
-            base_rps = Some(report.rps);
+            base_rps = Some(report.ok_rps());
             reports.push(report);
         }
         if let Some(key) = &key {
@@ -1655,11 +1664,13 @@ async fn run_bench(
             .await
             {
                 Ok(mut r) => {
-                    if endpoint.starts_with("https://") {
+                    if kmsd_tls {
                         r.target.push_str(" (TLS)");
                     }
                     if let Some(b) = base_rps.filter(|b| *b > 0.0) {
-                        ratios.push(r.rps / b);
+                        // Successes only: a kmsd that refuses every call
+                        // quickly must not look fast.
+                        ratios.push(r.ok_rps() / b);
                     }
                     reports.push(r);
                 }
