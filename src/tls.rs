@@ -1,11 +1,12 @@
 //! TLS (rustls, through tonic) for the daemon and its clients.
 //!
 //! The daemon serves TLS with a certificate and key in PEM files; `kmsd dev
-//! --tls` makes a self-signed pair for `localhost` and `127.0.0.1` once, in
-//! `<data dir>/tls/`, and clients trust that certificate as their CA (the
+//! --tls` makes a self-signed pair for `localhost`, `127.0.0.1` and `::1`
+//! once, in `<data dir>/tls/` (mode 0700), and clients trust that certificate as their CA (the
 //! `ca_file` of a profile, `--ca-file` or `KMS_CA_FILE` for kmsctl).
 
 use std::fs;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
@@ -87,13 +88,18 @@ impl ServerTls {
     }
 
     /// The development pair in `dir` (`cert.pem`, `key.pem` mode 0600),
-    /// made on first use for `localhost` and `127.0.0.1`.
+    /// made on first use for `localhost`, `127.0.0.1` and `::1`, in a
+    /// directory made mode 0700 (it holds the private key).
     pub fn dev(dir: &Path) -> Result<Self, TlsError> {
         let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
         if cert.exists() && key.exists() {
             return Self::load(&cert, &key);
         }
-        fs::create_dir_all(dir).map_err(io(dir))?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io(dir))?;
         let tls = Self::self_signed(&["localhost", "127.0.0.1", "::1"])?;
         write_private(&key, &tls.key_pem)?;
         write_private(&cert, &tls.cert_pem)?;
@@ -142,6 +148,8 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+        let dir_mode = fs::metadata(&tls_dir).unwrap().permissions().mode();
+        assert_eq!(dir_mode & 0o777, 0o700, "the directory holding the key");
         assert!(!format!("{a:?}").contains("PRIVATE"));
     }
 

@@ -56,8 +56,8 @@ enum Command {
         /// Most grants on one key.
         #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
         max_grants_per_key: u64,
-        /// Serve TLS with a self-signed certificate for localhost and
-        /// 127.0.0.1, made once in DATA_DIR/tls/ (clients trust its cert.pem;
+        /// Serve TLS with a self-signed certificate for localhost, 127.0.0.1
+        /// and ::1, made once in DATA_DIR/tls/ (clients trust its cert.pem;
         /// the credentials file's profiles name it as ca_file).
         #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
         tls: bool,

@@ -26,10 +26,15 @@ impl Kmsd {
     /// `start` with extra `kmsd dev` options. Once returned, `Drop` kills
     /// and reaps the child; the paths that panic before that end the test
     /// process, which takes the child with it.
-    #[allow(clippy::zombie_processes)]
     pub(crate) fn start_with(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_on(data_dir, "127.0.0.1:0", extra)
+    }
+
+    /// `start_with` listening on `listen`.
+    #[allow(clippy::zombie_processes)]
+    pub(crate) fn start_on(data_dir: &Path, listen: &str, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kmsd"))
-            .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["dev", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .env("RUST_LOG", "warn")

@@ -123,3 +123,18 @@ fn kmsd_dev_tls_writes_a_ca_that_kmsctl_uses() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+/// The dev certificate names `::1` too: kmsctl verifies it over IPv6 loopback.
+#[test]
+fn kmsd_dev_tls_serves_ipv6_loopback() {
+    let (_t, dir) = data_dir();
+    let _kmsd = Kmsd::start_on(&dir, "[::1]:0", &["--tls"]);
+    let creds = std::fs::read_to_string(dir.join("credentials")).unwrap();
+    assert!(creds.contains("endpoint = https://[::1]:"), "{creds}");
+    let key = json(&kmsctl(
+        &dir,
+        &["key", "create", "--description", "over ::1"],
+        None,
+    ));
+    assert!(key["KeyMetadata"]["KeyId"].is_string(), "{key}");
+}
