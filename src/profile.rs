@@ -49,6 +49,9 @@ pub enum ProfileError {
         /// The file.
         path: PathBuf,
     },
+    /// The name cannot be a profile's ([`is_valid_name`]).
+    #[error("'{0}' cannot be a profile name: use 1 to 64 letters, digits and - _ . @")]
+    BadName(String),
     /// A required field is missing.
     #[error("profile [{profile}] in {path} has no {field}")]
     Missing {
@@ -59,6 +62,16 @@ pub enum ProfileError {
         /// The field.
         field: &'static str,
     },
+}
+
+/// Whether `name` can name a profile: 1 to 64 ASCII letters, digits and
+/// `-_.@`. A bracket or a line break in a section name would break the
+/// credentials file for every profile in it.
+pub fn is_valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
 }
 
 /// Reads `profile` from the INI file at `path`.
@@ -107,6 +120,9 @@ pub fn save_sections(
     path: &Path,
     sections: &[(&str, &[(&str, &str)])],
 ) -> Result<(), ProfileError> {
+    if let Some((name, _)) = sections.iter().find(|(n, _)| !is_valid_name(n)) {
+        return Err(ProfileError::BadName((*name).to_owned()));
+    }
     let err = |reason: String| ProfileError::File {
         path: path.to_owned(),
         reason,
@@ -132,4 +148,33 @@ pub fn save_sections(
         .map_err(|e| err(e.to_string()))?;
     let text = Zeroizing::new(text);
     crate::private_file::write_atomic(path, &text).map_err(|e| err(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_names_that_would_break_the_file_are_refused() {
+        for good in ["default", "team-a", "ci_bot.prod", "alice@example", "x"] {
+            assert!(is_valid_name(good), "{good}");
+        }
+        let long = "p".repeat(65);
+        for bad in ["", "bad]name", "[x", "a\nb", "a b", "é", long.as_str()] {
+            assert!(!is_valid_name(bad), "{bad:?}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials");
+        save(&path, "ok", &[("endpoint", "http://127.0.0.1:1")]).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        assert!(matches!(
+            save(&path, "bad]name", &[("endpoint", "x")]),
+            Err(ProfileError::BadName(_))
+        ));
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "the file is untouched"
+        );
+    }
 }

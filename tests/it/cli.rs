@@ -1573,6 +1573,65 @@ fn deleting_a_user_deletes_its_inline_policies() {
     );
 }
 
+/// A new secret is shown once: when it cannot be saved as a profile it is
+/// still printed, not claimed as saved, and the failure is said (exit 1).
+/// A name that would break the credentials file is refused before any call.
+#[test]
+fn a_profile_that_cannot_be_saved_is_not_claimed() {
+    let (_t, dir) = data_dir();
+    let _d = Kmsd::start(&dir);
+    ok(&dir, &["iam", "create-user", "erin"]);
+    let admin = kmsd::profile::load(&dir.join("credentials"), "default").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kmsctl"))
+        .args(["--endpoint", &admin.endpoint, "--access-key-id"])
+        .arg(&admin.access_key_id)
+        .arg("--secret-access-key")
+        .arg(admin.secret_access_key.as_str())
+        // Nobody can create a file in /proc, not even root.
+        .args(["--credentials", "/proc/kmsd-no-such-dir/credentials"])
+        .args(["iam", "create-access-key", "--user", "erin"])
+        .args(["--save-profile", "erin"])
+        .env_remove("KMS_PROFILE")
+        .env_remove("KMS_CREDENTIALS")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("printed but not saved as profile [erin]"),
+        "{stderr}"
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("the key is printed");
+    assert_eq!(printed["AccessKey"]["SavedAsProfile"], Value::Null);
+    assert!(s(&printed["AccessKey"]["AccessKeyId"]).starts_with("AKIA"));
+    assert!(!s(&printed["AccessKey"]["SecretAccessKey"]).is_empty());
+
+    let before = std::fs::read(dir.join("credentials")).unwrap();
+    for bad in ["bad]name", "a\nb", "", "x y"] {
+        let out = run(
+            &dir,
+            &[
+                "iam",
+                "create-access-key",
+                "--user",
+                "erin",
+                "--save-profile",
+                bad,
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {stderr}");
+        assert!(stderr.contains("cannot be a profile name"), "{stderr}");
+    }
+    assert_eq!(std::fs::read(dir.join("credentials")).unwrap(), before);
+    let keys = ok(&dir, &["iam", "list-access-keys", "--user", "erin"]);
+    assert_eq!(
+        keys["AccessKeyMetadata"].as_array().unwrap().len(),
+        1,
+        "no call was made for a refused name"
+    );
+}
+
 /// `kmsctl` with `KMS_OUTPUT` set (and nothing else from the environment).
 fn kmsctl_with_output_env(dir: &Path, format: &str, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kmsctl"));

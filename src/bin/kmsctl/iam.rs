@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use clap::Subcommand;
 use kmsd::client::IdentityClient;
 use kmsd::pb;
@@ -18,7 +18,7 @@ pub enum IamCmd {
     CreateAccount {
         name: String,
         /// Also write the root credentials to the credentials file as this profile.
-        #[arg(long)]
+        #[arg(long, value_parser = profile_name)]
         save_profile: Option<String>,
     },
     /// Create a user.
@@ -50,7 +50,7 @@ pub enum IamCmd {
         #[arg(long)]
         user: Option<String>,
         /// Also write the key to the credentials file as this profile.
-        #[arg(long)]
+        #[arg(long, value_parser = profile_name)]
         save_profile: Option<String>,
     },
     /// Attach an inline policy (file, or - for stdin) to a user.
@@ -117,7 +117,7 @@ pub enum IamCmd {
         #[arg(long)]
         token_code: Option<String>,
         /// Also write the credentials to the credentials file as this profile.
-        #[arg(long)]
+        #[arg(long, value_parser = profile_name)]
         save_profile: Option<String>,
     },
 }
@@ -507,15 +507,23 @@ fn print_policy(principal_field: &str, r: pb::GetPrincipalPolicyResponse) -> any
 /// saves the credentials as a profile (with the CA the call trusted). The
 /// printing comes first, so a file that cannot be written never costs the
 /// secret.
+/// A `--save-profile` name, checked before any call is made.
+fn profile_name(name: &str) -> Result<String, String> {
+    if kmsd::profile::is_valid_name(name) {
+        Ok(name.to_owned())
+    } else {
+        Err(kmsd::profile::ProfileError::BadName(name.to_owned()).to_string())
+    }
+}
+
 fn print_then_save(
     answer: &Value,
     conn: &Conn,
     profile: Option<&str>,
     fields: &[(&str, &str)],
 ) -> anyhow::Result<()> {
-    print(answer)?;
     let Some(name) = profile else {
-        return Ok(());
+        return print(answer);
     };
     let ca = ca_file(conn).map(|p| std::path::absolute(&p).unwrap_or(p));
     let ca = ca.as_ref().map(|p| p.display().to_string());
@@ -523,8 +531,36 @@ fn print_then_save(
     if let Some(ca) = &ca {
         fields.push(("ca_file", ca));
     }
-    let path = credentials_path(conn)?;
-    kmsd::profile::save(&path, name, &fields).with_context(|| {
-        format!("the credentials above were printed but not saved as profile [{name}]")
-    })
+    let saved = credentials_path(conn)
+        .and_then(|path| kmsd::profile::save(&path, name, &fields).map_err(Into::into));
+    match saved {
+        Ok(()) => print(answer),
+        Err(e) => {
+            // The secret is shown once: print it anyway, without claiming
+            // it was saved, then say why it was not.
+            let mut unsaved = answer.clone();
+            forget_saved_profile(&mut unsaved);
+            print(&unsaved)?;
+            Err(e.context(format!(
+                "the credentials above were printed but not saved as profile [{name}]"
+            )))
+        }
+    }
+}
+
+/// Sets every `SavedAsProfile` in `v` to null.
+fn forget_saved_profile(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, field) in m.iter_mut() {
+                if k == "SavedAsProfile" {
+                    *field = Value::Null;
+                } else {
+                    forget_saved_profile(field);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(forget_saved_profile),
+        _ => {}
+    }
 }
