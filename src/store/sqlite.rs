@@ -223,7 +223,7 @@ impl SqliteStore {
                     conn: writer,
                     chain_head: None,
                 };
-                let run = std::panic::AssertUnwindSafe(|| writer_loop(state, rx, &flag));
+                let run = std::panic::AssertUnwindSafe(|| drop(writer_loop(state, rx, &flag)));
                 if std::panic::catch_unwind(run).is_err() {
                     tracing::error!("the sqlite writer panicked; stopping the daemon");
                     std::process::abort();
@@ -408,7 +408,8 @@ fn checkpoint_loop(conn: &Connection, closing: &AtomicBool) {
     }
 }
 
-fn writer_loop(mut w: Writer, mut rx: mpsc::Receiver<Job>, checkpoint: &AtomicBool) {
+/// Runs batches until the queue closes; gives the writer's state back then.
+fn writer_loop(mut w: Writer, mut rx: mpsc::Receiver<Job>, checkpoint: &AtomicBool) -> Writer {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut last_batch = 0usize;
     while let Some(first) = rx.blocking_recv() {
@@ -482,6 +483,7 @@ fn writer_loop(mut w: Writer, mut rx: mpsc::Receiver<Job>, checkpoint: &AtomicBo
             reply(commit_error.clone());
         }
     }
+    w
 }
 
 fn ts(ms: i64) -> Timestamp {
@@ -1917,7 +1919,11 @@ mod tests {
             chain_head: Some((7, [7; 32])),
         };
         let check = Connection::open(dir.path().join("t.db")).unwrap();
-        writer_loop(state, rx, &AtomicBool::new(false));
+        let state = writer_loop(state, rx, &AtomicBool::new(false));
+        assert_eq!(
+            state.chain_head, None,
+            "the cached chain head was undone with the batch"
+        );
         let got: Vec<(bool, bool)> = results.iter().collect();
         // The first two ran but are told the batch failed; the third never
         // ran (its reply channel was dropped, which its caller sees as a
