@@ -197,7 +197,14 @@ fn key_commands() {
     assert_eq!(status["KeyId"], arn.as_str());
     assert_eq!(status["KeyRotationEnabled"], true);
     assert_eq!(status["RotationPeriodInDays"], 180);
-    rfc3339(&status["NextRotationDate"]);
+    // Due one period after it was enabled (a moment ago, on the real clock).
+    let due = rfc3339(&status["NextRotationDate"]) - time::Duration::days(180);
+    let since = time::OffsetDateTime::now_utc() - due;
+    assert!(
+        since > -time::Duration::SECOND && since < time::Duration::minutes(5),
+        "next rotation {} is not 180 days after enabling",
+        status["NextRotationDate"]
+    );
     let m = ok(&dir, &["key", "describe", &key])["KeyMetadata"].clone();
     assert_eq!(m["KeyRotationEnabled"], true);
     assert_eq!(m["RotationPeriodInDays"], 180);
