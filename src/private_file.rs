@@ -4,8 +4,15 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+
+/// The mode of `path` (its low nine bits) when group or others may use it,
+/// which a file holding a secret must not allow; `None` when it is private.
+pub fn too_open(path: &Path) -> std::io::Result<Option<u32>> {
+    let mode = fs::metadata(path)?.permissions().mode() & 0o777;
+    Ok((mode & 0o077 != 0).then_some(mode))
+}
 
 /// Replaces `path` with `bytes`: written to a 0600 temporary file beside it,
 /// synced, then renamed over it.

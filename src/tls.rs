@@ -24,7 +24,15 @@ pub enum TlsError {
         #[source]
         source: std::io::Error,
     },
-    /// The certificate could not be generated.
+    /// The dev private key's file is open to group or others.
+    #[error("{}: mode is {mode:o}; the private key must not be readable by group or others (chmod 600)", .path.display())]
+    TooOpen {
+        /// The key file.
+        path: PathBuf,
+        /// Its mode.
+        mode: u32,
+    },
+    /// rcgen could not make a certificate.
     #[error("cannot generate a certificate: {0}")]
     Generate(String),
     /// The file is not PEM of the expected kind.
@@ -93,6 +101,10 @@ impl ServerTls {
     pub fn dev(dir: &Path) -> Result<Self, TlsError> {
         let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
         if cert.exists() && key.exists() {
+            // Made 0600 by us: a wider mode means someone else may have read it.
+            if let Some(mode) = crate::private_file::too_open(&key).map_err(io(&key))? {
+                return Err(TlsError::TooOpen { path: key, mode });
+            }
             return Self::load(&cert, &key);
         }
         fs::DirBuilder::new()
@@ -148,6 +160,15 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+        // Opened up, the key is refused rather than served.
+        fs::set_permissions(tls_dir.join("key.pem"), fs::Permissions::from_mode(0o640)).unwrap();
+        let refused = ServerTls::dev(&tls_dir).unwrap_err();
+        assert!(
+            matches!(refused, TlsError::TooOpen { mode: 0o640, .. }),
+            "{refused}"
+        );
+        assert!(refused.to_string().contains("chmod 600"), "{refused}");
+        fs::set_permissions(tls_dir.join("key.pem"), fs::Permissions::from_mode(0o600)).unwrap();
         let dir_mode = fs::metadata(&tls_dir).unwrap().permissions().mode();
         assert_eq!(dir_mode & 0o777, 0o700, "the directory holding the key");
         assert!(!format!("{a:?}").contains("PRIVATE"));

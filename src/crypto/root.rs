@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use super::{Error, Secret};
@@ -21,11 +21,9 @@ impl RootKey {
             path: path.to_owned(),
             reason,
         };
-        let meta = fs::metadata(path).map_err(|e| err(e.to_string()))?;
-        if meta.permissions().mode() & 0o077 != 0 {
+        if let Some(mode) = crate::private_file::too_open(path).map_err(|e| err(e.to_string()))? {
             return Err(err(format!(
-                "mode is {:o}; it must not be readable by group or others (chmod 600)",
-                meta.permissions().mode() & 0o777
+                "mode is {mode:o}; it must not be readable by group or others (chmod 600)"
             )));
         }
         let bytes = zeroize::Zeroizing::new(fs::read(path).map_err(|e| err(e.to_string()))?);
@@ -92,6 +90,7 @@ impl RootKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn created_with_mode_0600_and_reloads() {
