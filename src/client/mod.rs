@@ -168,7 +168,12 @@ pub async fn connect_with(endpoint: &str, ca_pem: Option<&[u8]>) -> Result<Chann
 /// A channel that connects on first use (and reconnects after a failure),
 /// so a client can be made before the daemon is up.
 pub fn connect_lazy(endpoint: &str) -> Result<Channel, ClientError> {
-    Ok(self::endpoint(endpoint, None)?.connect_lazy())
+    connect_lazy_with(endpoint, None)
+}
+
+/// [`connect_lazy`] for an `https://` endpoint too, trusting `ca_pem`.
+pub fn connect_lazy_with(endpoint: &str, ca_pem: Option<&[u8]>) -> Result<Channel, ClientError> {
+    Ok(self::endpoint(endpoint, ca_pem)?.connect_lazy())
 }
 
 /// Reads a CA certificate file.

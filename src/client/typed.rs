@@ -65,6 +65,30 @@ impl Client {
         Ok(Self::over(super::connect_lazy(endpoint)?, auth))
     }
 
+    /// Connects to `endpoint`, trusting `ca_pem` when it is `https://`.
+    pub async fn connect_with(
+        endpoint: &str,
+        ca_pem: Option<&[u8]>,
+        auth: BearerAuth,
+    ) -> Result<Self, ClientError> {
+        Ok(Self::over(
+            super::connect_with(endpoint, ca_pem).await?,
+            auth,
+        ))
+    }
+
+    /// [`Self::connect_lazy`], trusting `ca_pem` when `endpoint` is `https://`.
+    pub fn connect_lazy_with(
+        endpoint: &str,
+        ca_pem: Option<&[u8]>,
+        auth: BearerAuth,
+    ) -> Result<Self, ClientError> {
+        Ok(Self::over(
+            super::connect_lazy_with(endpoint, ca_pem)?,
+            auth,
+        ))
+    }
+
     /// A client over an existing channel.
     pub fn over(channel: tonic::transport::Channel, auth: BearerAuth) -> Self {
         Self {

@@ -33,9 +33,25 @@ async fn clients_trusting_the_certificate_connect_and_others_do_not() {
     let got = c.decrypt(&blob, &Default::default()).await.unwrap();
     assert_eq!(got.plaintext.expose_secret(), b"secret");
 
+    // The typed client's own constructors take the CA too.
+    let eager = Client::connect_with(&endpoint, Some(tls.cert_pem()), auth.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        eager.describe_key(&key.key_id).await.unwrap().key_id,
+        key.key_id
+    );
+    let lazy = Client::connect_lazy_with(&endpoint, Some(tls.cert_pem()), auth.clone()).unwrap();
+    assert_eq!(
+        lazy.describe_key(&key.key_id).await.unwrap().key_id,
+        key.key_id
+    );
+
     // An https endpoint without a CA is a configuration error, said so.
     let r = kmsd::client::connect_with(&endpoint, None).await;
     assert!(matches!(r, Err(ClientError::NoCa(_))));
+    let r = Client::connect_lazy(&endpoint, auth.clone());
+    assert!(matches!(r, Err(ClientError::NoCa(_))), "lazily too");
 
     // A client trusting another certificate refuses the daemon's.
     let other = ServerTls::self_signed(&["localhost", "127.0.0.1"]).unwrap();
