@@ -77,6 +77,9 @@ pub struct Options {
     pub sweep_interval: Duration,
     /// Read connections to the database.
     pub readers: usize,
+    /// WAL pages past which the log is started over (see
+    /// [`crate::store::sqlite::WAL_RESTART_PAGES`]); tests lower it.
+    pub wal_restart_pages: u32,
     /// How long shutdown waits for calls and connections to finish before
     /// closing what remains.
     pub shutdown_grace: Duration,
@@ -98,6 +101,7 @@ impl Options {
             settings: KmsSettings::default(),
             sweep_interval: Duration::from_secs(60),
             readers: 4,
+            wal_restart_pages: crate::store::sqlite::WAL_RESTART_PAGES,
             shutdown_grace: Duration::from_secs(10),
             audit: true,
             tls: None,
@@ -209,7 +213,12 @@ impl Daemon {
                 .open(&db)
                 .map_err(io(&db))?;
         }
-        let store = Arc::new(SqliteStore::open(&db, options.readers, Arc::clone(&clock))?);
+        let store = Arc::new(SqliteStore::open_with(
+            &db,
+            options.readers,
+            Arc::clone(&clock),
+            options.wal_restart_pages,
+        )?);
         let root = Arc::new(root);
         let kms = Arc::new(Kms::new(
             Arc::clone(&store) as Arc<dyn Store>,

@@ -176,6 +176,16 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
     /// `clock` dates the key configuration versions the store records.
     pub fn open(path: &Path, readers: usize, clock: Arc<dyn Clock>) -> Result<Self> {
+        Self::open_with(path, readers, clock, WAL_RESTART_PAGES)
+    }
+
+    /// [`Self::open`], restarting the WAL once it passes `wal_restart_pages`.
+    pub fn open_with(
+        path: &Path,
+        readers: usize,
+        clock: Arc<dyn Clock>,
+        wal_restart_pages: u32,
+    ) -> Result<Self> {
         let lock = lock_database(path)?;
         let mut writer = Connection::open(path)?;
         let mode: String =
@@ -197,7 +207,9 @@ impl SqliteStore {
         let stop = Arc::clone(&closing);
         let checkpoint_thread = thread::Builder::new()
             .name("kmsd-sqlite-checkpoint".into())
-            .spawn(move || checkpoint_loop(&checkpointer, &stop))?;
+            .spawn(move || {
+                checkpoint_loop(&checkpointer, &stop, i64::from(wal_restart_pages.max(1)))
+            })?;
 
         let mut pool = Vec::new();
         for _ in 0..readers.max(1) {
@@ -400,8 +412,10 @@ fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) 
     r
 }
 
-/// WAL frames (pages) past which the checkpointer restarts the log.
-const RESTART_FRAMES: i64 = 1000;
+/// WAL pages (frames) past which the checkpointer restarts the log, by
+/// default: 64 MiB, as `journal_size_limit`. At 1000 pages the restarts,
+/// four a second under load, put p99 at 64 in flight 2-3 ms higher.
+pub const WAL_RESTART_PAGES: u32 = 16384;
 
 /// Folds the WAL into the database every quarter second, until the store
 /// closes. The copying is PASSIVE (it blocks neither readers nor the
@@ -410,12 +424,12 @@ const RESTART_FRAMES: i64 = 1000;
 /// writer commits every millisecond or so, so frames are always newer than
 /// the last checkpoint): it grew past 700 MB in 18 s of Encrypts, and
 /// cutting it back to `journal_size_limit` stalled the writer for 64 ms. So
-/// once the log passes [`RESTART_FRAMES`] and PASSIVE has caught up with all
+/// once the log passes `restart_pages` and PASSIVE has caught up with all
 /// but the newest frames, a RESTART checkpoint copies those and has the next
 /// write start the log over. It holds the writer off only for that short
 /// tail, and gives up after 50 ms if a long reader (an audit export) still
 /// needs the old frames; it is then tried again on a later round.
-fn checkpoint_loop(conn: &Connection, closing: &AtomicBool) {
+fn checkpoint_loop(conn: &Connection, closing: &AtomicBool, restart_pages: i64) {
     // The log's length when it was last restarted: it stays so, idle,
     // until the next write starts it over; nothing to do until then.
     let mut restarted_at = None;
@@ -428,7 +442,7 @@ fn checkpoint_loop(conn: &Connection, closing: &AtomicBool) {
                 continue;
             }
         };
-        if log <= RESTART_FRAMES || log - copied >= RESTART_FRAMES || restarted_at == Some(log) {
+        if log <= restart_pages || log - copied >= restart_pages || restarted_at == Some(log) {
             continue;
         }
         // Once more, so that RESTART has only the last few frames to copy.

@@ -570,7 +570,8 @@ async fn restart_after_the_admin_rotates_its_access_key() {
 /// the fix it grew past 700 MB in 18 s of Encrypts).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wal_stays_small_under_steady_load() {
-    let d = TestDaemon::start().await;
+    // 4 MiB rather than the default 64, so a short load shows it.
+    let d = TestDaemon::start_with(|o| o.wal_restart_pages = 1000).await;
     let key = create_key(&mut d.admin_kms().await).await;
     let (wal, db) = (
         d.data_dir().join("kmsd.db-wal"),
