@@ -40,6 +40,10 @@ pub const MAGIC: &[u8; 4] = b"KMSE";
 pub const VERSION: u8 = 1;
 /// Segment size when none is chosen.
 pub const DEFAULT_SEGMENT: u32 = 64 * 1024;
+/// The smallest segment size a header may carry (1 KiB).
+pub const MIN_SEGMENT: u32 = 1024;
+/// The largest segment size a header may carry (16 MiB).
+pub const MAX_SEGMENT: u32 = 16 * 1024 * 1024;
 const TAG_LEN: usize = 16;
 const COMMIT_INFO: &[u8] = b"kmsd envelope commit v1";
 const KEY_INFO: &[u8] = b"kmsd envelope key v1";
@@ -207,7 +211,7 @@ impl Header {
             .map_err(|_| Error::BadHeader("too short"))?;
         raw.extend_from_slice(&rest);
         let segment_size = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
-        if !(1024..=16 * 1024 * 1024).contains(&segment_size) {
+        if !(MIN_SEGMENT..=MAX_SEGMENT).contains(&segment_size) {
             return Err(Error::BadHeader("segment size"));
         }
         let mut nonce_prefix = [0u8; 8];
@@ -307,7 +311,7 @@ where
     if data_key.len() != 32 {
         return Err(Error::DataKey);
     }
-    if !(1024..=16 * 1024 * 1024).contains(&segment_size) {
+    if !(MIN_SEGMENT..=MAX_SEGMENT).contains(&segment_size) {
         return Err(Error::BadHeader("segment size"));
     }
     let nonce_prefix = rng::array::<8>()?;

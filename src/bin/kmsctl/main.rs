@@ -132,7 +132,8 @@ enum Command {
         context: Vec<(String, String)>,
         /// Plaintext bytes per segment (1024 to 16777216).
         #[arg(long, default_value_t = kmsd::envelope::DEFAULT_SEGMENT,
-              value_parser = clap::value_parser!(u32).range(1024..=16 * 1024 * 1024))]
+              value_parser = clap::value_parser!(u32).range(
+                  i64::from(kmsd::envelope::MIN_SEGMENT)..=i64::from(kmsd::envelope::MAX_SEGMENT)))]
         segment_size: u32,
         /// No progress bar (one is drawn on a terminal for inputs of 16 MiB or more).
         #[arg(long)]
