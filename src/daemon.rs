@@ -42,8 +42,8 @@ pub enum Error {
     /// The root key.
     #[error(transparent)]
     Crypto(#[from] crate::crypto::Error),
-    /// The database (its message says what failed; `{:#}` adds nothing twice).
-    #[error(transparent)]
+    /// The database (the source says what failed).
+    #[error("database")]
     Store(#[from] crate::store::Error),
     /// A domain operation during bootstrap.
     #[error("bootstrap: {0}")]

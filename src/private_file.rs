@@ -7,8 +7,9 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-/// The mode of `path` (its low nine bits) when group or others may use it,
-/// which a file holding a secret must not allow; `None` when it is private.
+/// The mode of `path` (its low nine bits) when it gives group or others any
+/// access (read, write or execute), which a file holding a secret must not;
+/// `None` when it is private.
 pub fn too_open(path: &Path) -> std::io::Result<Option<u32>> {
     let mode = fs::metadata(path)?.permissions().mode() & 0o777;
     Ok((mode & 0o077 != 0).then_some(mode))

@@ -50,7 +50,7 @@ pub enum ProfileError {
         path: PathBuf,
     },
     /// The name cannot be a profile's ([`is_valid_name`]).
-    #[error("'{0}' cannot be a profile name: use 1 to 64 letters, digits and - _ . @")]
+    #[error("{0:?} cannot be a profile name: use 1 to 64 letters, digits and - _ . @")]
     BadName(String),
     /// A required field is missing.
     #[error("profile [{profile}] in {path} has no {field}")]

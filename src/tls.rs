@@ -25,7 +25,7 @@ pub enum TlsError {
         source: std::io::Error,
     },
     /// The dev private key's file is open to group or others.
-    #[error("{}: mode is {mode:o}; the private key must not be readable by group or others (chmod 600)", .path.display())]
+    #[error("{}: mode is {mode:o}; the private key must not be open to group or others (chmod 600)", .path.display())]
     TooOpen {
         /// The key file.
         path: PathBuf,

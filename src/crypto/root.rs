@@ -23,7 +23,7 @@ impl RootKey {
         };
         if let Some(mode) = crate::private_file::too_open(path).map_err(|e| err(e.to_string()))? {
             return Err(err(format!(
-                "mode is {mode:o}; it must not be readable by group or others (chmod 600)"
+                "mode is {mode:o}; it must not be open to group or others (chmod 600)"
             )));
         }
         let bytes = zeroize::Zeroizing::new(fs::read(path).map_err(|e| err(e.to_string()))?);

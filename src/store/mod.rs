@@ -46,6 +46,14 @@ pub enum Error {
     /// Another open store (another kmsd, most likely) holds the database's lock.
     #[error("the database is in use by another kmsd: {} is locked", .0.display())]
     InUse(std::path::PathBuf),
+    /// The database's lock file could not be opened or locked.
+    #[error("cannot lock {}: {source}", .path.display())]
+    Lock {
+        /// The lock file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The writer thread is gone (the store is shutting down).
     #[error("the store is closed")]
     Closed,

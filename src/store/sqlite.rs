@@ -106,7 +106,8 @@ pub struct SqliteStore {
     /// query, with the generation they were read at.
     cache: Mutex<HashMap<String, CacheEntry>>,
     clock: Arc<dyn Clock>,
-    checkpoint: Arc<AtomicBool>,
+    /// Checkpoints the writer is asked to run between batches.
+    checkpoints: Arc<CheckpointRequests>,
     readers: Arc<Vec<Mutex<Connection>>>,
     next_reader: AtomicUsize,
     writer: Mutex<Option<thread::JoinHandle<()>>>,
@@ -125,17 +126,21 @@ fn lock_database(db: &Path) -> Result<File> {
     let mut name = db.as_os_str().to_owned();
     name.push(".lock");
     let path = PathBuf::from(name);
-    let file = OpenOptions::new()
+    let file = match OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
-        .open(&path)?;
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(source) => return Err(Error::Lock { path, source }),
+    };
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(TryLockError::WouldBlock) => Err(Error::InUse(path)),
-        Err(TryLockError::Error(e)) => Err(Error::Io(e)),
+        Err(TryLockError::Error(source)) => Err(Error::Lock { path, source }),
     }
 }
 
@@ -200,23 +205,17 @@ impl SqliteStore {
         // Checkpoints run on their own thread (below), so that copying the
         // WAL into the database never stalls a batch of the writer.
         writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let page_size: i64 = writer.pragma_query_value(None, "page_size", |r| r.get(0))?;
         // Twice the restart threshold: a log restarted a little past it
         // is reused as it is, not cut back (a truncation stalls the writer)
         // on every restart.
         writer.pragma_update(
             None,
             "journal_size_limit",
-            2 * 4096 * i64::from(wal_restart_pages.max(1)),
+            2 * page_size * i64::from(wal_restart_pages.max(1)),
         )?;
         let checkpointer = Connection::open(path)?;
         configure(&checkpointer)?;
-        let closing = Arc::new(AtomicBool::new(false));
-        let stop = Arc::clone(&closing);
-        let checkpoint_thread = thread::Builder::new()
-            .name("kmsd-sqlite-checkpoint".into())
-            .spawn(move || {
-                checkpoint_loop(&checkpointer, &stop, i64::from(wal_restart_pages.max(1)))
-            })?;
 
         let mut pool = Vec::new();
         for _ in 0..readers.max(1) {
@@ -231,8 +230,8 @@ impl SqliteStore {
         }
 
         let (tx, rx) = mpsc::channel::<Job>(4096);
-        let checkpoint = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&checkpoint);
+        let checkpoints = Arc::new(CheckpointRequests::default());
+        let requests = Arc::clone(&checkpoints);
         let handle = thread::Builder::new()
             .name("kmsd-sqlite-writer".into())
             .spawn(move || {
@@ -245,18 +244,26 @@ impl SqliteStore {
                     conn: writer,
                     chain_head: None,
                 };
-                let run = std::panic::AssertUnwindSafe(|| drop(writer_loop(state, rx, &flag)));
+                let run = std::panic::AssertUnwindSafe(|| drop(writer_loop(state, rx, &requests)));
                 if std::panic::catch_unwind(run).is_err() {
                     tracing::error!("the sqlite writer panicked; stopping the daemon");
                     std::process::abort();
                 }
             })?;
+        // Started last: if it cannot be, returning drops the queue's
+        // sender, and the writer thread ends.
+        let closing = Arc::new(AtomicBool::new(false));
+        let (stop, requests) = (Arc::clone(&closing), Arc::clone(&checkpoints));
+        let restart_pages = i64::from(wal_restart_pages.max(1));
+        let checkpoint_thread = thread::Builder::new()
+            .name("kmsd-sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(&checkpointer, &stop, &requests, restart_pages))?;
         Ok(Self {
             jobs: Some(tx),
             generation: Arc::new(AtomicU64::new(0)),
             cache: Mutex::new(HashMap::new()),
             clock,
-            checkpoint,
+            checkpoints,
             readers: Arc::new(pool),
             next_reader: AtomicUsize::new(0),
             writer: Mutex::new(Some(handle)),
@@ -424,6 +431,17 @@ fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) 
 /// four a second under load, put p99 at 64 in flight 2-3 ms higher.
 pub const WAL_RESTART_PAGES: u32 = 16384;
 
+/// Checkpoints that need the writer's connection, asked for by other threads
+/// and run by the writer between batches.
+#[derive(Debug, Default)]
+struct CheckpointRequests {
+    /// Fold the whole WAL in and truncate it (after a key's destruction, so
+    /// that the pages it freed do not linger in the log).
+    truncate: AtomicBool,
+    /// Have the next batch start the log over from its beginning.
+    restart: AtomicBool,
+}
+
 /// Folds the WAL into the database every quarter second, until the store
 /// closes. The copying is PASSIVE (it blocks neither readers nor the
 /// writer). But the log only starts over from its beginning when a writer
@@ -432,16 +450,20 @@ pub const WAL_RESTART_PAGES: u32 = 16384;
 /// the last checkpoint): it grew past 700 MB in 18 s of Encrypts, and
 /// cutting it back to `journal_size_limit` stalled the writer for 64 ms. So
 /// once the log passes `restart_pages` and PASSIVE has caught up with all
-/// but the newest frames, a RESTART checkpoint copies those and has the next
-/// write start the log over. It holds the writer off only for that short
-/// tail, and gives up after 50 ms if a long reader (an audit export) still
-/// needs the old frames; it is then tried again on a later round.
-fn checkpoint_loop(conn: &Connection, closing: &AtomicBool, restart_pages: i64) {
-    // The log's length when it was last restarted: it stays so, idle,
-    // until the next write starts it over; nothing to do until then.
-    let mut restarted_at = None;
-    while !closing.load(Ordering::SeqCst) {
+/// but the newest frames, this thread copies once more and asks the writer
+/// for a RESTART checkpoint, which it runs between batches: it copies the
+/// few frames left and has the next batch start the log over.
+fn checkpoint_loop(
+    conn: &Connection,
+    closing: &AtomicBool,
+    requests: &CheckpointRequests,
+    restart_pages: i64,
+) {
+    loop {
         thread::park_timeout(std::time::Duration::from_millis(250));
+        if closing.load(Ordering::SeqCst) {
+            return;
+        }
         let (log, copied) = match checkpoint(conn, "PASSIVE") {
             Ok((_, log, copied)) => (log, copied),
             Err(e) => {
@@ -449,19 +471,37 @@ fn checkpoint_loop(conn: &Connection, closing: &AtomicBool, restart_pages: i64) 
                 continue;
             }
         };
-        if log <= restart_pages || log - copied >= restart_pages || restarted_at == Some(log) {
-            continue;
+        if log > restart_pages && log - copied < restart_pages {
+            // Once more, so that the writer has only the last few frames to copy.
+            let _ = checkpoint(conn, "PASSIVE");
+            requests.restart.store(true, Ordering::SeqCst);
         }
-        // Once more, so that RESTART has only the last few frames to copy.
-        let _ = checkpoint(conn, "PASSIVE");
-        let restarted = conn
-            .busy_timeout(std::time::Duration::from_millis(50))
-            .and_then(|()| checkpoint(conn, "RESTART"));
-        let _ = conn.busy_timeout(BUSY_TIMEOUT);
-        match restarted {
-            Ok((0, log, _)) => restarted_at = Some(log),
-            Ok(_) => tracing::debug!("WAL restart deferred: a reader still uses the log"),
-            Err(e) => tracing::debug!(error = %e, "WAL restart checkpoint did not run"),
+    }
+}
+
+/// Runs a TRUNCATE or RESTART checkpoint on the writer's connection between
+/// batches. It waits at most 10 ms for readers still on the log (so that a
+/// long one, an audit export, cannot hold the writer up); true if it ran to
+/// the end, false if it should be tried again later.
+fn writer_checkpoint(conn: &Connection, mode: &str) -> bool {
+    let outcome = conn
+        .busy_timeout(std::time::Duration::from_millis(10))
+        .and_then(|()| checkpoint(conn, mode));
+    if let Err(e) = conn.busy_timeout(BUSY_TIMEOUT) {
+        tracing::warn!(error = %e, "could not restore the writer's busy timeout");
+    }
+    match outcome {
+        Ok((0, _, _)) => true,
+        Ok(_) => {
+            tracing::debug!(
+                mode,
+                "WAL checkpoint deferred: another checkpoint or a reader is busy"
+            );
+            false
+        }
+        Err(e) => {
+            tracing::warn!(mode, error = %e, "WAL checkpoint failed");
+            false
         }
     }
 }
@@ -475,7 +515,11 @@ fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(i64, i64, i64)
 }
 
 /// Runs batches until the queue closes; gives the writer's state back then.
-fn writer_loop(mut w: Writer, mut rx: mpsc::Receiver<Job>, checkpoint: &AtomicBool) -> Writer {
+fn writer_loop(
+    mut w: Writer,
+    mut rx: mpsc::Receiver<Job>,
+    checkpoints: &CheckpointRequests,
+) -> Writer {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut last_batch = 0usize;
     while let Some(first) = rx.blocking_recv() {
@@ -538,15 +582,22 @@ fn writer_loop(mut w: Writer, mut rx: mpsc::Receiver<Job>, checkpoint: &AtomicBo
             // The events the batch appended were undone with it.
             w.chain_head = None;
         }
-        if commit_error.is_none() && checkpoint.swap(false, Ordering::SeqCst) {
+        if commit_error.is_none()
+            && checkpoints.truncate.swap(false, Ordering::SeqCst)
+            && !writer_checkpoint(&w.conn, "TRUNCATE")
+        {
             // Fold the WAL into the database file and truncate it, so that
-            // pages freed by a destruction do not linger in the log.
-            if let Err(e) = w.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
-                tracing::warn!(error = %e, "WAL checkpoint after key destruction failed");
-            }
+            // pages freed by a destruction do not linger in the log; if the
+            // checkpoint thread was busy, again after the next batch.
+            checkpoints.truncate.store(true, Ordering::SeqCst);
         }
         for reply in replies {
             reply(commit_error.clone());
+        }
+        // After the replies: only the next batch waits for it. Not retried
+        // until the checkpoint thread asks again.
+        if commit_error.is_none() && checkpoints.restart.swap(false, Ordering::SeqCst) {
+            writer_checkpoint(&w.conn, "RESTART");
         }
     }
     w
@@ -1127,7 +1178,7 @@ impl Store for SqliteStore {
     }
 
     async fn destroy_key_if_due(&self, id: Uuid, now: Timestamp) -> Result<bool> {
-        let checkpoint = Arc::clone(&self.checkpoint);
+        let checkpoints = Arc::clone(&self.checkpoints);
         let destroyed = self
             .write(move |c| {
                 let Some(k) = load_key(c, id)? else {
@@ -1149,7 +1200,7 @@ impl Store for SqliteStore {
                 c.prepare_cached("DELETE FROM keys WHERE id = ?1")?
                     .execute([&idt])?;
                 snapshot_config(c, id, now)?;
-                checkpoint.store(true, Ordering::SeqCst);
+                checkpoints.truncate.store(true, Ordering::SeqCst);
                 Ok(true)
             })
             .await?;
@@ -1985,7 +2036,7 @@ mod tests {
             chain_head: Some((7, [7; 32])),
         };
         let check = Connection::open(dir.path().join("t.db")).unwrap();
-        let state = writer_loop(state, rx, &AtomicBool::new(false));
+        let state = writer_loop(state, rx, &CheckpointRequests::default());
         assert_eq!(
             state.chain_head, None,
             "the cached chain head was undone with the batch"

@@ -503,10 +503,6 @@ fn print_policy(principal_field: &str, r: pb::GetPrincipalPolicyResponse) -> any
     }))
 }
 
-/// Prints an answer that holds a secret shown only once, then, if asked,
-/// saves the credentials as a profile (with the CA the call trusted). The
-/// printing comes first, so a file that cannot be written never costs the
-/// secret.
 /// A `--save-profile` name, checked before any call is made.
 fn profile_name(name: &str) -> Result<String, String> {
     if kmsd::profile::is_valid_name(name) {
@@ -516,6 +512,11 @@ fn profile_name(name: &str) -> Result<String, String> {
     }
 }
 
+/// Prints an answer that holds a secret shown only once and, if asked,
+/// saves the credentials as a profile (with the CA the call trusted). The
+/// save is tried first so that the answer can say whether it worked; the
+/// answer is printed either way, so a file that cannot be written never
+/// costs the secret.
 fn print_then_save(
     answer: &Value,
     conn: &Conn,

@@ -383,7 +383,7 @@ struct BenchArgs {
     #[arg(long, conflicts_with = "baseline")]
     no_baseline: bool,
     /// Serve the baseline over TLS (automatic when the endpoint is https://).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "no_baseline")]
     tls: bool,
     /// Alternate the baseline and kmsd phases this many times and report
     /// the medians: on a shared machine one phase of each can catch a slow
