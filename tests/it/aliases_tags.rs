@@ -764,6 +764,31 @@ async fn tags_of_a_pending_key() {
     assert!(all_tags(&mut kms, &k.key_id).await.is_empty());
 }
 
+/// `kms` may neither delete `alias` nor repoint it to `to`
+/// (AccessDeniedException both ways), and the alias still names `names`.
+async fn alias_is_guarded(
+    kms: &mut KmsClient,
+    admin: &mut KmsClient,
+    alias: &str,
+    to: &str,
+    names: &str,
+) {
+    let r = kms
+        .delete_alias(pb::DeleteAliasRequest {
+            alias_name: alias.into(),
+        })
+        .await;
+    assert_err(r, Code::PermissionDenied, "AccessDeniedException");
+    let r = kms
+        .update_alias(pb::UpdateAliasRequest {
+            alias_name: alias.into(),
+            target_key_id: to.into(),
+        })
+        .await;
+    assert_err(r, Code::PermissionDenied, "AccessDeniedException");
+    assert_eq!(describe(admin, alias).await.unwrap().key_id, names);
+}
+
 /// DeleteAlias and UpdateAlias need permission on the key the alias names
 /// (and, for UpdateAlias, on the new key too): a user of the account who
 /// may only describe keys can neither delete nor repoint another's alias.
@@ -788,24 +813,7 @@ async fn alias_changes_need_permission_on_the_aliased_key() {
     .await
     .unwrap();
     let mut m = d.kms_client(&mallory).await;
-    let r = m
-        .delete_alias(pb::DeleteAliasRequest {
-            alias_name: "alias/guarded".into(),
-        })
-        .await;
-    assert_err(r, Code::PermissionDenied, "AccessDeniedException");
-    let r = m
-        .update_alias(pb::UpdateAliasRequest {
-            alias_name: "alias/guarded".into(),
-            target_key_id: b.key_id.clone(),
-        })
-        .await;
-    assert_err(r, Code::PermissionDenied, "AccessDeniedException");
-    // The alias still names the first key.
-    assert_eq!(
-        describe(&mut admin, "alias/guarded").await.unwrap().key_id,
-        a.key_id
-    );
+    alias_is_guarded(&mut m, &mut admin, "alias/guarded", &b.key_id, &a.key_id).await;
 
     // Allowed only on the key the alias would go to, not on the one it
     // leaves: still refused, both ways.
@@ -821,23 +829,7 @@ async fn alias_changes_need_permission_on_the_aliased_key() {
     )
     .await
     .unwrap();
-    let r = m
-        .update_alias(pb::UpdateAliasRequest {
-            alias_name: "alias/guarded".into(),
-            target_key_id: b.key_id.clone(),
-        })
-        .await;
-    assert_err(r, Code::PermissionDenied, "AccessDeniedException");
-    let r = m
-        .delete_alias(pb::DeleteAliasRequest {
-            alias_name: "alias/guarded".into(),
-        })
-        .await;
-    assert_err(r, Code::PermissionDenied, "AccessDeniedException");
-    assert_eq!(
-        describe(&mut admin, "alias/guarded").await.unwrap().key_id,
-        a.key_id
-    );
+    alias_is_guarded(&mut m, &mut admin, "alias/guarded", &b.key_id, &a.key_id).await;
 
     // Allowed on both keys, the same user may repoint and delete it.
     put_user_policy(

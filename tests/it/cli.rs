@@ -703,27 +703,7 @@ fn blob_commands() {
     let ciphertext = std::fs::read(&blob).unwrap();
     assert!(ciphertext.len() > secret.len());
     assert!(!ciphertext.windows(secret.len()).any(|w| w == secret));
-    quiet(
-        &dir,
-        &[
-            "decrypt-blob",
-            "--in",
-            path(&blob),
-            "--out",
-            path(&back),
-            "--context",
-            "tenant=a",
-            "--context",
-            "purpose=test",
-        ],
-    );
-    assert_eq!(std::fs::read(&back).unwrap(), secret);
-    // Over an existing, world-readable file the plaintext still lands in a
-    // file only its owner can read.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::write(&back, b"old").unwrap();
-        std::fs::set_permissions(&back, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let decrypt_to_back = || {
         quiet(
             &dir,
             &[
@@ -737,7 +717,17 @@ fn blob_commands() {
                 "--context",
                 "purpose=test",
             ],
-        );
+        )
+    };
+    decrypt_to_back();
+    assert_eq!(std::fs::read(&back).unwrap(), secret);
+    // Over an existing, world-readable file the plaintext still lands in a
+    // file only its owner can read.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(&back, b"old").unwrap();
+        std::fs::set_permissions(&back, std::fs::Permissions::from_mode(0o644)).unwrap();
+        decrypt_to_back();
         assert_eq!(std::fs::read(&back).unwrap(), secret);
         let mode = std::fs::metadata(&back).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "plaintext output has mode {mode:o}");
