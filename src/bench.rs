@@ -117,6 +117,14 @@ impl Report {
         let failed: u64 = self.errors.values().sum();
         self.requests.saturating_sub(failed) as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+
+    /// This report's successes per second over `baseline`'s: successes
+    /// only, so that a kmsd refusing every call quickly does not look fast.
+    /// `None` when the baseline had none.
+    pub fn ratio_to(&self, baseline: &Report) -> Option<f64> {
+        let b = baseline.ok_rps();
+        (b > 0.0).then(|| self.ok_rps() / b)
+    }
 }
 
 struct Tally {
@@ -423,8 +431,16 @@ mod tests {
         assert!((report.ok_rps() - 300.0).abs() < 1e-9);
         let all_failed = Report {
             errors: BTreeMap::from([("NotFoundException".to_owned(), 1000)]),
-            ..report
+            ..report.clone()
         };
         assert!(all_failed.ok_rps().abs() < 1e-9);
+        let baseline = Report {
+            errors: BTreeMap::from([("Unavailable".to_owned(), 400)]),
+            ..report.clone()
+        };
+        // 300 successes/s against the baseline's 300.
+        assert_eq!(report.ratio_to(&baseline), Some(1.0));
+        assert_eq!(all_failed.ratio_to(&baseline), Some(0.0));
+        assert_eq!(report.ratio_to(&all_failed), None);
     }
 }

@@ -192,6 +192,7 @@ impl SqliteStore {
         wal_restart_pages: u32,
     ) -> Result<Self> {
         let lock = lock_database(path)?;
+        let restart_pages = i64::from(wal_restart_pages.max(1));
         let mut writer = Connection::open(path)?;
         let mode: String =
             writer.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
@@ -203,17 +204,14 @@ impl SqliteStore {
         configure(&writer)?;
         migrate(&mut writer)?;
         // Checkpoints run on their own thread (below), so that copying the
-        // WAL into the database never stalls a batch of the writer.
+        // WAL into the database never stalls a batch of the writer; only
+        // the short RESTART that starts the log over runs on the writer.
         writer.pragma_update(None, "wal_autocheckpoint", 0)?;
         let page_size: i64 = writer.pragma_query_value(None, "page_size", |r| r.get(0))?;
         // Twice the restart threshold: a log restarted a little past it
         // is reused as it is, not cut back (a truncation stalls the writer)
         // on every restart.
-        writer.pragma_update(
-            None,
-            "journal_size_limit",
-            2 * page_size * i64::from(wal_restart_pages.max(1)),
-        )?;
+        writer.pragma_update(None, "journal_size_limit", 2 * page_size * restart_pages)?;
         let checkpointer = Connection::open(path)?;
         configure(&checkpointer)?;
 
@@ -254,7 +252,6 @@ impl SqliteStore {
         // sender, and the writer thread ends.
         let closing = Arc::new(AtomicBool::new(false));
         let (stop, requests) = (Arc::clone(&closing), Arc::clone(&checkpoints));
-        let restart_pages = i64::from(wal_restart_pages.max(1));
         let checkpoint_thread = thread::Builder::new()
             .name("kmsd-sqlite-checkpoint".into())
             .spawn(move || checkpoint_loop(&checkpointer, &stop, &requests, restart_pages))?;

@@ -1638,7 +1638,8 @@ async fn run_bench(
     // deletion below.
     let mut failure: Option<anyhow::Error> = None;
     for _ in 0..a.rounds {
-        let mut base_rps = None;
+        // This round's baseline report, by its index in `reports`.
+        let mut base = None;
         if let Some((server, _, shape)) = &baseline {
             let mut report = match run_baseline(server, shape).await {
                 Ok(r) => r,
@@ -1650,7 +1651,7 @@ async fn run_bench(
             if tls.is_some() {
                 report.target.push_str(" (TLS)");
             }
-            base_rps = Some(report.ok_rps());
+            base = Some(reports.len());
             reports.push(report);
         }
         if let Some(key) = &key {
@@ -1668,10 +1669,11 @@ async fn run_bench(
                     if kmsd_tls {
                         r.target.push_str(" (TLS)");
                     }
-                    if let Some(b) = base_rps.filter(|b| *b > 0.0) {
-                        // Successes only: a kmsd that refuses every call
-                        // quickly must not look fast.
-                        ratios.push(r.ok_rps() / b);
+                    if let Some(ratio) = base
+                        .and_then(|i| reports.get(i))
+                        .and_then(|b| r.ratio_to(b))
+                    {
+                        ratios.push(ratio);
                     }
                     reports.push(r);
                 }
