@@ -5,7 +5,8 @@
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The mode of `path` (its low nine bits) when it gives group or others any
 /// access (read, write or execute), which a file holding a secret must not;
@@ -15,17 +16,79 @@ pub fn too_open(path: &Path) -> std::io::Result<Option<u32>> {
     Ok((mode & 0o077 != 0).then_some(mode))
 }
 
-/// Replaces `path` with `bytes`: written to a 0600 temporary file beside it,
-/// synced, then renamed over it.
+/// A fresh name for a temporary file beside `path`: hidden, and unique to
+/// this process and call, so that it never clobbers another file (nor
+/// another writer's temporary file) and is made with `create_new`.
+pub fn temp_path(path: &Path) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    path.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()))
+}
+
+/// Replaces `path` with `bytes`: written to a new 0600 temporary file
+/// beside it, synced, renamed over it, and the directory synced. A path
+/// that is not a regular file (`/dev/stdout`, a pipe) is written in place.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut f = fs::OpenOptions::new()
+    if fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        return fs::OpenOptions::new()
+            .write(true)
+            .open(path)?
+            .write_all(bytes);
+    }
+    let tmp = temp_path(path);
+    let written = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_all()
+        })
+        .and_then(|()| fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+        return written;
+    }
+    sync_parent(path)
+}
+
+/// Makes a rename in `path`'s directory durable.
+pub fn sync_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => fs::File::open(dir)?.sync_all(),
+        _ => fs::File::open(".")?.sync_all(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_without_touching_neighbours() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("plain.txt");
+        // A file that the old scheme (`with_extension("tmp")`) deleted.
+        let neighbour = dir.path().join("plain.tmp");
+        fs::write(&neighbour, b"keep me").unwrap();
+        fs::write(&target, b"old").unwrap();
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o644)).unwrap();
+        write_atomic(&target, b"new").unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"new");
+        assert_eq!(too_open(&target).unwrap(), None, "0600 after the swap");
+        assert_eq!(fs::read(&neighbour).unwrap(), b"keep me");
+        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 2, "no temporary file is left behind");
+        // A target whose own name ends in .tmp is replaced, not lost.
+        let t = dir.path().join("x.tmp");
+        fs::write(&t, b"before").unwrap();
+        write_atomic(&t, b"after").unwrap();
+        assert_eq!(fs::read(&t).unwrap(), b"after");
+        assert_ne!(temp_path(&t), temp_path(&t), "each call its own name");
+    }
 }

@@ -1780,11 +1780,7 @@ async fn open_input(p: &PathBuf) -> anyhow::Result<Box<dyn tokio::io::AsyncRead 
 /// A temporary file beside `p` (mode 0600), to be renamed over `p` only
 /// when everything written to it is good.
 async fn temp_output(p: &Path) -> anyhow::Result<(PathBuf, tokio::io::BufWriter<tokio::fs::File>)> {
-    let name = p
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = p.with_file_name(format!(".{name}.kmsctl-{}", std::process::id()));
+    let tmp = kmsd::private_file::temp_path(p);
     let file = tokio::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -1820,6 +1816,8 @@ async fn finish_output<T, E: Into<anyhow::Error>>(
             tokio::fs::rename(&tmp, p)
                 .await
                 .with_context(|| format!("writing {}", p.display()))?;
+            kmsd::private_file::sync_parent(p)
+                .with_context(|| format!("syncing the directory of {}", p.display()))?;
             Ok(v)
         }
         (Ok(_), Err(e)) => {
