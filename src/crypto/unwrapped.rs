@@ -39,7 +39,7 @@ impl<K, V> std::fmt::Debug for UnwrapCache<K, V> {
     }
 }
 
-impl<K: Hash + Eq, V> UnwrapCache<K, V> {
+impl<K: Hash + Eq + Clone, V> UnwrapCache<K, V> {
     /// A cache holding at most `capacity` secrets, each for at most `ttl`.
     pub fn new(ttl: Duration, capacity: usize) -> Self {
         Self {
@@ -80,13 +80,15 @@ impl<K: Hash + Eq, V> UnwrapCache<K, V> {
         let mut map = self.lock();
         if map.len() >= self.capacity && !map.contains_key(id) {
             map.retain(|_, e| now.duration_since(e.loaded) < self.ttl);
-            // Still full of live entries: drop the oldest rather than empty
-            // the cache, which would make every caller unwrap again.
-            while map.len() >= self.capacity {
-                let Some(oldest) = map.values().map(|e| e.loaded).min() else {
-                    break;
-                };
-                map.retain(|_, e| e.loaded != oldest);
+            // Still full of live entries: drop the oldest one rather than
+            // empty the cache, which would make every caller unwrap again.
+            if map.len() >= self.capacity
+                && let Some(oldest) = map
+                    .iter()
+                    .min_by_key(|(_, e)| e.loaded)
+                    .map(|(k, _)| k.clone())
+            {
+                map.remove::<K>(&oldest);
             }
         }
         map.insert(
@@ -188,10 +190,16 @@ mod tests {
                 .unwrap();
             assert!(c.len() <= 3);
         }
-        // The newest entries survive a full cache.
+        // The newest entries survive a full cache, one oldest at a time.
         let calls = Cell::new(0);
+        for id in ["c", "d", "e"] {
+            c.get_or_unwrap(id, b"w", counting(&calls, 9)).unwrap();
+        }
+        assert_eq!(calls.get(), 0, "the three newest entries were kept");
+        c.get_or_unwrap("a", b"w", counting(&calls, 9)).unwrap();
+        assert_eq!(calls.get(), 1, "the oldest was evicted");
         c.get_or_unwrap("e", b"w", counting(&calls, 9)).unwrap();
-        assert_eq!(calls.get(), 0, "the newest entry was kept");
+        assert_eq!(calls.get(), 1, "evicting for a made room by one entry only");
         c.forget(|k| k == "e");
         let calls = Cell::new(0);
         c.get_or_unwrap("e", b"w", counting(&calls, 7)).unwrap();
