@@ -256,6 +256,10 @@ impl Kms {
         {
             return Err(not_found());
         }
+        // Its secret, if a recent call unwrapped it, goes from memory now
+        // rather than when it expires (a call with it is refused either
+        // way: the stored row is read first).
+        self.credentials.forget(|id| id == access_key_id);
         Ok(())
     }
 

@@ -939,3 +939,25 @@ async fn managing_users_needs_root_or_a_policy() {
         .into_inner();
     assert_eq!(me.arn, format!("arn:aws:iam::{}:root", d.admin.account_id));
 }
+
+/// A deleted access key's unwrapped secret leaves memory with it.
+#[tokio::test]
+async fn a_deleted_access_keys_secret_leaves_the_cache() {
+    let d = TestDaemon::start().await;
+    let carol = crate::authz_util::new_user(&d, &d.admin, "carol").await;
+    let cached = || d.kms.credential_cache().len();
+    let before = cached();
+    // Any call with carol's key unwraps her secret.
+    let r = caller(&d, &carol).await;
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(cached(), before + 1, "carol's secret is cached");
+    d.identity_client(&d.admin)
+        .await
+        .delete_access_key(pb::DeleteAccessKeyRequest {
+            access_key_id: carol.access_key_id.clone(),
+            user_name: Some("carol".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(cached(), before, "and forgotten when the key is deleted");
+}
