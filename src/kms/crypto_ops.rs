@@ -86,13 +86,7 @@ fn validate_common(ctx: &EncryptionContext, grant_tokens: &[String]) -> Result<(
     // Condition keys are case-insensitive (`kms:EncryptionContext:Dept` and
     // `...:dept` are one key), so two context keys that differ only by case
     // would let one hide the other from a policy condition.
-    let mut lowered = std::collections::HashSet::with_capacity(ctx.entries().len());
-    if ctx.entries().len() > 1
-        && !ctx
-            .entries()
-            .keys()
-            .all(|k| lowered.insert(k.to_lowercase()))
-    {
+    if keys_differ_only_by_case(ctx) {
         return Err(KmsError::validation(
             "encryption context keys must differ by more than letter case",
         ));
@@ -357,6 +351,17 @@ impl Kms {
             .await?;
         Ok(SecretBytes::random(len)?)
     }
+}
+
+/// Whether two keys of `ctx` differ only by letter case. A context of fewer
+/// than two keys (the usual case) allocates nothing.
+fn keys_differ_only_by_case(ctx: &EncryptionContext) -> bool {
+    let keys = ctx.entries().keys();
+    if keys.len() < 2 {
+        return false;
+    }
+    let mut lowered = std::collections::HashSet::with_capacity(keys.len());
+    !keys.into_iter().all(|k| lowered.insert(k.to_lowercase()))
 }
 
 #[cfg(test)]
