@@ -332,11 +332,10 @@ pub fn check_link(expected_prev: &[u8], row: &ChainRow) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record() -> AuditRecord {
-        AuditRecord {
+impl AuditRecord {
+    /// A complete record of an allowed Encrypt, for tests.
+    pub(crate) fn sample() -> Self {
+        Self {
             event_id: "e1".into(),
             time: Timestamp(1_700_000_000_123),
             request_id: "r1".into(),
@@ -350,12 +349,21 @@ mod tests {
             operation: "Encrypt".into(),
             region: "us-east-1".into(),
             key_arns: vec!["arn:aws:kms:us-east-1:111122223333:key/k".into()],
-            encryption_context: BTreeMap::from([("dept".into(), "fin".into())]),
+            encryption_context: std::collections::BTreeMap::from([("dept".into(), "fin".into())]),
             grant_id: String::new(),
             outcome: Outcome::Allowed,
             error_code: String::new(),
             pending_deletion_key: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> AuditRecord {
+        AuditRecord::sample()
     }
 
     fn row(seq: u64, prev: &[u8], r: &AuditRecord) -> ChainRow {

@@ -8,6 +8,10 @@
 
 pub mod sqlite;
 
+use std::any::Any;
+use std::cell::RefCell;
+use std::future::Future;
+
 use async_trait::async_trait;
 use uuid::Uuid;
 
@@ -18,6 +22,48 @@ use crate::model::{
     AccessKeyRecord, Account, Alias, Grant, Group, KeyRecord, KeyVersion, MfaDevice, PrincipalType,
     Role, SessionRecord, Tag, User,
 };
+
+tokio::task_local! {
+    /// The open transaction of the API call being served, once it has
+    /// written (the back end's own handle to it); see [`one_transaction`].
+    static CALL: RefCell<Option<Box<dyn Any + Send>>>;
+}
+
+/// Runs `call`, one API call, so that every write it makes and its audit
+/// event commit in one transaction, or none of them does: a change can
+/// never stand without the event that says who made it. Inside the scope a
+/// write is applied at once but stays uncommitted (reads do not see it yet)
+/// until [`Store::append_audit`] records the call. An event that cannot be
+/// written undoes the call's writes, and so does a call that goes away
+/// without recording one. Outside the scope every write commits on its own.
+pub async fn one_transaction<F: Future>(call: F) -> F::Output {
+    CALL.scope(RefCell::new(None), call).await
+}
+
+/// Whether the task is serving a call inside [`one_transaction`].
+fn in_call() -> bool {
+    CALL.try_with(|_| ()).is_ok()
+}
+
+/// The call's open transaction, taken out of the scope (`end`) or cloned,
+/// if the call has written and `T` is this back end's handle.
+fn call_transaction<T: Clone + 'static>(end: bool) -> Option<T> {
+    CALL.try_with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let handle = slot.as_ref()?.downcast_ref::<T>()?.clone();
+        if end {
+            *slot = None;
+        }
+        Some(handle)
+    })
+    .ok()
+    .flatten()
+}
+
+/// Keeps `handle` as the call's open transaction.
+fn set_call_transaction<T: Send + 'static>(handle: T) {
+    let _ = CALL.try_with(|slot| *slot.borrow_mut() = Some(Box::new(handle)));
+}
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -286,7 +332,9 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_grant(&self, grant_id: &str) -> Result<bool>;
 
     /// Seals `record` into the hash chain (after every event committed or
-    /// queued before it) and stores it; returns its sequence number.
+    /// queued before it) and stores it; returns its sequence number. Inside
+    /// [`one_transaction`] it also ends the call: the call's writes commit
+    /// with it, or not at all.
     async fn append_audit(&self, record: AuditRecord) -> Result<u64>;
     /// Events newest first, before sequence `before`, matching `filter`.
     async fn lookup_audit(

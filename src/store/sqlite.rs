@@ -5,7 +5,10 @@
 //! of jobs: every job waiting is run in one `BEGIN IMMEDIATE` transaction,
 //! each inside its own savepoint (so one job's failure does not undo the
 //! others), and the batch is committed with a single fsync before any job's
-//! caller is answered. A few read connections serve queries from
+//! caller is answered. The writes of an API call served inside
+//! [`super::one_transaction`] share one savepoint of a batch with the call's
+//! audit event, which the writer holds open until the event arrives (see
+//! [`run_call`]). A few read connections serve queries from
 //! `spawn_blocking`; no lock is held across an `.await`.
 
 use std::any::Any;
@@ -22,7 +25,10 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::{AuditFilter, Error, KeyChange, Result, Store, VersionMaker};
+use super::{
+    AuditFilter, Error, KeyChange, Result, Store, VersionMaker, call_transaction, in_call,
+    set_call_transaction,
+};
 use crate::audit::{AuditRecord, ChainRow, GENESIS, chain_hash};
 use crate::clock::{Clock, Timestamp};
 use crate::error::KmsError;
@@ -310,6 +316,9 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Writer) -> Result<T> + Send + 'static,
     {
+        if invalidates && in_call() {
+            return self.call_write(f).await;
+        }
         let (tx, rx) = oneshot::channel::<Result<T>>();
         let generation = Arc::clone(&self.generation);
         let job: Job = Box::new(move |w: &mut Writer| {
@@ -328,6 +337,33 @@ impl SqliteStore {
         });
         let jobs = self.jobs.as_ref().ok_or(Error::Closed)?;
         jobs.send(job).await.map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// A write of the call being served (see [`super::one_transaction`]):
+    /// applied in the call's open transaction, which the first write opens
+    /// in the writer's next batch. Answers at once, before the commit.
+    async fn call_write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Writer) -> Result<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<T>>();
+        let write = CallMsg::Write(Box::new(move |w: &mut Writer| {
+            let _ = tx.send(f(w));
+        }));
+        match call_transaction::<CallLink>(false) {
+            Some(link) => link.0.send(write).map_err(|_| Error::Closed)?,
+            None => {
+                let (link, msgs) = std::sync::mpsc::channel();
+                link.send(write).map_err(|_| Error::Closed)?;
+                set_call_transaction(CallLink(link));
+                let generation = Arc::clone(&self.generation);
+                let job: Job = Box::new(move |w: &mut Writer| run_call(w, &msgs, &generation));
+                let jobs = self.jobs.as_ref().ok_or(Error::Closed)?;
+                jobs.send(job).await.map_err(|_| Error::Closed)?;
+            }
+        }
         rx.await.map_err(|_| Error::Closed)?
     }
 
@@ -598,6 +634,142 @@ fn writer_loop(
         }
     }
     w
+}
+
+/// Seals `r` into the chain after the head and inserts it; its sequence.
+/// `prebuilt`: its canonical body, when it does not need the writer.
+fn append_event(w: &mut Writer, r: &AuditRecord, prebuilt: Option<String>) -> Result<u64> {
+    let attempt: u64 = match &r.pending_deletion_key {
+        Some(k) => w
+            .conn
+            .prepare_cached(
+                "INSERT INTO pending_use_counts (key_arn, count) VALUES (?1, 1) \
+                 ON CONFLICT(key_arn) DO UPDATE SET count = count + 1 RETURNING count",
+            )?
+            .query_row([k], |row| row.get(0))?,
+        None => 0,
+    };
+    let (last_seq, prev) = w.chain_head()?;
+    // Forgotten while the insert runs: if it fails, the next append
+    // reads the head back instead of retrying a sequence in use.
+    w.chain_head = None;
+    let seq = last_seq + 1;
+    let body = prebuilt.unwrap_or_else(|| r.canonical_json(attempt));
+    let hash = chain_hash(&prev, &body);
+    w.conn.prepare_cached(
+        "INSERT INTO audit_events (seq, time_ms, account_id, principal_arn, operation, outcome, key_arns, body, prev_hash, hash) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        seq,
+        r.time.0,
+        r.account_id,
+        r.principal_arn,
+        r.operation,
+        r.outcome.as_str(),
+        r.key_arns.join(" "),
+        body,
+        prev.as_slice(),
+        hash.as_slice(),
+    ])?;
+    // Only a row that is in the open transaction becomes the head.
+    w.chain_head = Some((seq, hash));
+    Ok(u64::try_from(seq).unwrap_or(0))
+}
+
+/// The handle a call keeps on its open transaction.
+#[derive(Clone)]
+struct CallLink(std::sync::mpsc::Sender<CallMsg>);
+
+/// What a call sends the writer while its transaction is open.
+enum CallMsg {
+    /// Another write: applied at once, its result sent back before the commit.
+    Write(Box<dyn FnOnce(&mut Writer) + Send>),
+    /// The call's audit event, which ends the call; `reply` is answered
+    /// after the commit.
+    Event {
+        record: Box<AuditRecord>,
+        prebuilt: Option<String>,
+        reply: oneshot::Sender<Result<u64>>,
+    },
+}
+
+/// How long the writer holds a call's writes open for its next write or
+/// its event (it serves nothing else meanwhile). A call takes microseconds
+/// between them; past this its writes are undone and the call fails.
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Serves one call's transaction, a savepoint in the writer's batch: its
+/// writes as they come, then its event. Its writes stand only if the event
+/// is written with them; a call that goes away (or takes longer than
+/// [`CALL_TIMEOUT`]) without its event is undone. A call that failed after
+/// a write keeps it, recorded by its failure event: only AssumeRole can,
+/// and the TOTP step it used must stay used.
+/// The reply bumps the cache generation and answers the event after the
+/// batch commits.
+fn run_call(
+    w: &mut Writer,
+    msgs: &std::sync::mpsc::Receiver<CallMsg>,
+    generation: &Arc<AtomicU64>,
+) -> Reply {
+    let undone: Reply = Box::new(|_| {});
+    if let Err(e) = w.conn.execute_batch("SAVEPOINT call") {
+        // Dropping the messages tells the call its writes failed.
+        tracing::error!(error = %e, "could not open a call's transaction");
+        return undone;
+    }
+    loop {
+        match msgs.recv_timeout(CALL_TIMEOUT) {
+            Ok(CallMsg::Write(write)) => {
+                write(w);
+                if w.conn.is_autocommit() {
+                    // SQLite rolled the whole batch back (an I/O error);
+                    // the batch fails, and the call with it.
+                    return undone;
+                }
+            }
+            Ok(CallMsg::Event {
+                record,
+                prebuilt,
+                reply,
+            }) => {
+                let mut result = append_event(w, &record, prebuilt);
+                if result.is_err() && !w.conn.is_autocommit() {
+                    // No change may stand without its event.
+                    if let Err(e) = undo_call(&w.conn) {
+                        tracing::error!(error = %e, "could not undo a call whose event failed");
+                    }
+                }
+                if !w.conn.is_autocommit()
+                    && let Err(e) = w.conn.execute_batch("RELEASE call")
+                {
+                    result = Err(e.into());
+                }
+                let generation = Arc::clone(generation);
+                return Box::new(move |commit_error: Option<Arc<rusqlite::Error>>| {
+                    generation.fetch_add(1, Ordering::AcqRel);
+                    let _ = reply.send(match commit_error {
+                        Some(e) => Err(Error::Commit(e)),
+                        None => result,
+                    });
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a call left without its audit event; its writes are undone");
+                if let Err(e) =
+                    undo_call(&w.conn).and_then(|()| Ok(w.conn.execute_batch("RELEASE call")?))
+                {
+                    tracing::error!(error = %e, "could not undo an abandoned call");
+                }
+                return undone;
+            }
+        }
+    }
+}
+
+/// Undoes a call's writes, keeping its savepoint open.
+fn undo_call(conn: &Connection) -> Result<()> {
+    Ok(conn.execute_batch("ROLLBACK TO call")?)
 }
 
 fn ts(ms: i64) -> Timestamp {
@@ -1825,45 +1997,19 @@ impl Store for SqliteStore {
             .pending_deletion_key
             .is_none()
             .then(|| r.canonical_json(0));
-        self.writer_job(move |w| {
-            let attempt: u64 = match &r.pending_deletion_key {
-                Some(k) => w
-                    .conn
-                    .prepare_cached(
-                        "INSERT INTO pending_use_counts (key_arn, count) VALUES (?1, 1) \
-                         ON CONFLICT(key_arn) DO UPDATE SET count = count + 1 RETURNING count",
-                    )?
-                    .query_row([k], |row| row.get(0))?,
-                None => 0,
-            };
-            let (last_seq, prev) = w.chain_head()?;
-            // Forgotten while the insert runs: if it fails, the next append
-            // reads the head back instead of retrying a sequence in use.
-            w.chain_head = None;
-            let seq = last_seq + 1;
-            let body = prebuilt.unwrap_or_else(|| r.canonical_json(attempt));
-            let hash = chain_hash(&prev, &body);
-            w.conn.prepare_cached(
-                "INSERT INTO audit_events (seq, time_ms, account_id, principal_arn, operation, outcome, key_arns, body, prev_hash, hash) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )?
-            .execute(params![
-                seq,
-                r.time.0,
-                r.account_id,
-                r.principal_arn,
-                r.operation,
-                r.outcome.as_str(),
-                r.key_arns.join(" "),
-                body,
-                prev.as_slice(),
-                hash.as_slice(),
-            ])?;
-            // Only a row that is in the open transaction becomes the head.
-            w.chain_head = Some((seq, hash));
-            Ok(u64::try_from(seq).unwrap_or(0))
-        }, false)
-        .await
+        if let Some(link) = call_transaction::<CallLink>(true) {
+            let (reply, answer) = oneshot::channel();
+            link.0
+                .send(CallMsg::Event {
+                    record: Box::new(r),
+                    prebuilt,
+                    reply,
+                })
+                .map_err(|_| Error::Closed)?;
+            return answer.await.map_err(|_| Error::Closed)?;
+        }
+        self.writer_job(move |w| append_event(w, &r, prebuilt), false)
+            .await
     }
 
     async fn lookup_audit(
@@ -2047,5 +2193,86 @@ mod tests {
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(rows, 0, "no write of the failed batch was committed");
+    }
+
+    fn store(dir: &tempfile::TempDir) -> SqliteStore {
+        let clock = Arc::new(crate::clock::SystemClock) as Arc<dyn Clock>;
+        SqliteStore::open(&dir.path().join("kmsd.db"), 2, clock).unwrap()
+    }
+
+    async fn events(s: &SqliteStore) -> usize {
+        s.audit_chain(0, 100).await.unwrap().len()
+    }
+
+    /// A call's writes are applied at once (the call sees their results)
+    /// but nobody reads them until the call's event commits with them.
+    #[tokio::test]
+    async fn a_calls_writes_commit_with_its_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir);
+        super::super::one_transaction(async {
+            s.set_meta("first", "1").await.unwrap();
+            s.set_meta("second", "2").await.unwrap();
+            assert_eq!(
+                s.get_meta("first").await.unwrap(),
+                None,
+                "not before the event"
+            );
+            assert_eq!(events(&s).await, 0);
+            s.append_audit(AuditRecord::sample()).await.unwrap();
+        })
+        .await;
+        assert_eq!(s.get_meta("first").await.unwrap().as_deref(), Some("1"));
+        assert_eq!(s.get_meta("second").await.unwrap().as_deref(), Some("2"));
+        assert_eq!(events(&s).await, 1);
+    }
+
+    /// A call that goes away after writing, without its event, leaves
+    /// nothing behind, and the writer goes on serving others.
+    #[tokio::test]
+    async fn an_abandoned_calls_writes_are_undone() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir);
+        super::super::one_transaction(async {
+            s.set_meta("abandoned", "1").await.unwrap();
+        })
+        .await;
+        s.set_meta("later", "2").await.unwrap();
+        assert_eq!(s.get_meta("abandoned").await.unwrap(), None);
+        assert_eq!(s.get_meta("later").await.unwrap().as_deref(), Some("2"));
+        assert_eq!(events(&s).await, 0);
+    }
+
+    /// A call whose event cannot be written changes nothing; the events and
+    /// writes of other calls in the same batch are untouched.
+    #[tokio::test]
+    async fn a_call_whose_event_fails_is_undone_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir);
+        let db = Connection::open(dir.path().join("kmsd.db")).unwrap();
+        db.execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON audit_events \
+             WHEN NEW.operation = 'Refused' BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        )
+        .unwrap();
+        let refused = AuditRecord {
+            operation: "Refused".into(),
+            ..AuditRecord::sample()
+        };
+        let (failed, ok) = tokio::join!(
+            super::super::one_transaction(async {
+                s.set_meta("refused", "1").await.unwrap();
+                s.append_audit(refused).await
+            }),
+            super::super::one_transaction(async {
+                s.set_meta("kept", "1").await.unwrap();
+                s.append_audit(AuditRecord::sample()).await
+            }),
+        );
+        assert!(failed.is_err());
+        ok.unwrap();
+        assert_eq!(s.get_meta("refused").await.unwrap(), None);
+        assert_eq!(s.get_meta("kept").await.unwrap().as_deref(), Some("1"));
+        assert_eq!(events(&s).await, 1);
     }
 }

@@ -1765,8 +1765,6 @@ async fn calls_fail_while_the_trail_cannot_be_written() {
 /// not take effect: otherwise the key was created (or scheduled for
 /// deletion) with no event saying who did it.
 #[tokio::test]
-#[ignore = "known limitation, in the README: a change commits in its own transaction before its event; \
-            if only the event's insert fails, the call reports KMSInternalException but the change stands"]
 async fn a_change_refused_for_want_of_a_trail_does_not_take_effect() {
     let d = TestDaemon::start().await;
     let mut kms = d.admin_kms().await;

@@ -123,24 +123,32 @@ impl Handler {
                 Err(e) => (None, Err(e)),
             }
         });
-        let ((caller, result), notes) = audit::notes::scope(inner).await;
-        let error_code = result.as_ref().err().map(KmsError::name);
-        let record = self.audit_record(
-            op,
-            &request_id,
-            &event_id,
-            caller.as_ref(),
-            presented_key,
-            source_ip,
-            notes,
-            error_code,
-        );
-        // The call is answered only once its event is committed: a call that
-        // cannot be recorded fails instead.
-        let recorded = if self.audit {
-            self.kms.record(record).await.map(drop)
+        let served = async {
+            let ((caller, result), notes) = audit::notes::scope(inner).await;
+            if !self.audit {
+                return (caller, result, Ok(()));
+            }
+            let error_code = result.as_ref().err().map(KmsError::name);
+            let record = self.audit_record(
+                op,
+                &request_id,
+                &event_id,
+                caller.as_ref(),
+                presented_key,
+                source_ip,
+                notes,
+                error_code,
+            );
+            // The call is answered only once its event is committed: a call
+            // that cannot be recorded fails instead.
+            let recorded = self.kms.record(record).await.map(drop);
+            (caller, result, recorded)
+        };
+        // The call's writes commit with its event, or not at all.
+        let (caller, result, recorded) = if self.audit {
+            crate::store::one_transaction(served).await
         } else {
-            Ok(())
+            served.await
         };
         let result = match recorded {
             Ok(_) => result,
