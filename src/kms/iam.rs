@@ -256,10 +256,16 @@ impl Kms {
         {
             return Err(not_found());
         }
-        // Its secret, if a recent call unwrapped it, goes from memory now
-        // rather than when it expires (a call with it is refused either
-        // way: the stored row is read first).
-        self.credentials.forget(|id| id == access_key_id);
+        // Its secret, if a recent call unwrapped it, goes from memory as
+        // soon as the deletion commits rather than when it expires (a call
+        // with it is refused either way: the stored row is read first).
+        // Not before: until then authentication still finds the row and
+        // could cache the secret again.
+        let (credentials, id) = (
+            std::sync::Arc::clone(&self.credentials),
+            access_key_id.to_owned(),
+        );
+        crate::store::after_commit(move || credentials.forget(|k| *k == id));
         Ok(())
     }
 

@@ -433,22 +433,17 @@ impl Kms {
         })
     }
 
-    /// Checks a TOTP code of the calling user, once: a code is refused if a
-    /// code of its time step (or a later one) was already accepted.
-    async fn check_mfa_code(&self, caller: &Caller, code: &str) -> Result<()> {
-        let failed = || {
-            KmsError::AccessDeniedException(
-                "MultiFactorAuthentication failed with invalid MFA one time pass code.".into(),
-            )
-        };
+    /// Checks a TOTP code of the calling user against its device; the time
+    /// step it belongs to, not yet used (see [`Self::use_mfa_step`]).
+    async fn verify_mfa_code(&self, caller: &Caller, code: &str) -> Result<i64> {
         let Principal::User { name } = &caller.principal else {
-            return Err(failed());
+            return Err(mfa_failed());
         };
         let device = self
             .store
             .get_mfa_device(&caller.account_id, name)
             .await?
-            .ok_or_else(failed)?;
+            .ok_or_else(mfa_failed)?;
         let bytes = wrap::unwrap(
             &self.root,
             labels::MFA_V1,
@@ -462,14 +457,22 @@ impl Kms {
             .map_err(|_| KmsError::internal("MFA secret has the wrong length"))?;
         let totp = totp_for(secret, name)?;
         let now_secs = u64::try_from(self.clock.now().0 / 1000).unwrap_or(0);
-        let step = totp.check(code, now_secs).ok_or_else(failed)?;
-        let step = i64::try_from(step).map_err(KmsError::internal)?;
+        let step = totp.check(code, now_secs).ok_or_else(mfa_failed)?;
+        i64::try_from(step).map_err(KmsError::internal)
+    }
+
+    /// Uses a verified TOTP step, once: refused if a code of this step (or a
+    /// later one) was already accepted.
+    async fn use_mfa_step(&self, caller: &Caller, step: i64) -> Result<()> {
+        let Principal::User { name } = &caller.principal else {
+            return Err(mfa_failed());
+        };
         if !self
             .store
             .use_mfa_step(&caller.account_id, name, step)
             .await?
         {
-            return Err(failed());
+            return Err(mfa_failed());
         }
         Ok(())
     }
@@ -535,13 +538,15 @@ impl Kms {
                 role.max_session_secs
             )));
         }
-        let mfa = match token_code {
-            Some(code) => {
-                self.check_mfa_code(caller, code).await?;
-                true
-            }
-            None => false,
+        // The code is checked here but its step used only after the reads
+        // below, just before the session's insert: the call's writes hold
+        // the store's writer until its event is recorded, so nothing slow
+        // may come between them.
+        let mfa_step = match token_code {
+            Some(code) => Some(self.verify_mfa_code(caller, code).await?),
+            None => None,
         };
+        let mfa = mfa_step.is_some();
         let role_arn = identity::role_arn(&role.account_id, &role.path, &role.name);
         let trust = self.policies.get(&role.trust_policy, PolicyKind::Trust)?;
         let principal = authz::principal_info(caller);
@@ -566,6 +571,9 @@ impl Kms {
             self.authorize_identity(caller, "sts:AssumeRole", &role_arn)
                 .await
                 .map_err(|_| denied())?;
+        }
+        if let Some(step) = mfa_step {
+            self.use_mfa_step(caller, step).await?;
         }
         let (access_key_id, secret) = identity::new_access_key()?;
         let access_key_id = format!("ASIA{}", &access_key_id[4..]);
@@ -609,4 +617,11 @@ impl Kms {
             assumed_role_id: format!("{}:{session_name}", role.role_id),
         })
     }
+}
+
+/// A TOTP code refused: wrong, or of a step already used.
+fn mfa_failed() -> KmsError {
+    KmsError::AccessDeniedException(
+        "MultiFactorAuthentication failed with invalid MFA one time pass code.".into(),
+    )
 }

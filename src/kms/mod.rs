@@ -84,7 +84,7 @@ pub struct Kms {
     /// Key material by key id and version, unwrapped.
     material: UnwrapCache<(Uuid, u32), KeyMaterial>,
     /// Access-key and session secrets by access key id, unwrapped.
-    credentials: UnwrapCache<String, SecretBytes>,
+    credentials: Arc<UnwrapCache<String, SecretBytes>>,
 }
 
 /// How long an unwrapped secret is kept after it was unwrapped.
@@ -192,7 +192,7 @@ impl Kms {
             settings,
             policies: authz::PolicyCache::default(),
             material: UnwrapCache::new(UNWRAPPED_TTL, UNWRAPPED_CAPACITY),
-            credentials: UnwrapCache::new(UNWRAPPED_TTL, UNWRAPPED_CAPACITY),
+            credentials: Arc::new(UnwrapCache::new(UNWRAPPED_TTL, UNWRAPPED_CAPACITY)),
         }
     }
 

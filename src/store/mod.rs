@@ -24,37 +24,71 @@ use crate::model::{
 };
 
 tokio::task_local! {
-    /// The open transaction of the API call being served, once it has
-    /// written (the back end's own handle to it); see [`one_transaction`].
-    static CALL: RefCell<Option<Box<dyn Any + Send>>>;
+    /// The API call being served; see [`one_transaction`].
+    static CALL: RefCell<CallScope>;
 }
+
+/// What the store keeps about the call being served.
+#[derive(Default)]
+struct CallScope {
+    /// The call's open transaction (the back end's own handle to it), once
+    /// the call has written.
+    transaction: Option<Box<dyn Any + Send>>,
+    /// The call has recorded its event: later writes commit on their own.
+    ended: bool,
+    /// What to do once the call's writes are committed.
+    after_commit: Vec<AfterCommit>,
+}
+
+/// Something to do once a call's writes are committed.
+type AfterCommit = Box<dyn FnOnce() + Send>;
 
 /// Runs `call`, one API call, so that every write it makes and its audit
 /// event commit in one transaction, or none of them does: a change can
 /// never stand without the event that says who made it. Inside the scope a
-/// write is applied at once but stays uncommitted (reads do not see it yet)
-/// until [`Store::append_audit`] records the call. An event that cannot be
-/// written undoes the call's writes, and so does a call that goes away
-/// without recording one. Outside the scope every write commits on its own.
+/// write is applied at once, but stays uncommitted until
+/// [`Store::append_audit`] records the call: the call gets the values its
+/// writes return, and nobody (not even the call's own reads) sees the
+/// writes before the commit. An event that cannot be written undoes the
+/// call's writes, and so does a call that goes away without recording one.
+/// Outside the scope every write commits on its own.
 pub async fn one_transaction<F: Future>(call: F) -> F::Output {
-    CALL.scope(RefCell::new(None), call).await
+    CALL.scope(RefCell::new(CallScope::default()), call).await
 }
 
-/// Whether the task is serving a call inside [`one_transaction`].
-fn in_call() -> bool {
-    CALL.try_with(|_| ()).is_ok()
-}
-
-/// The call's open transaction, taken out of the scope (`end`) or cloned,
-/// if the call has written and `T` is this back end's handle.
-fn call_transaction<T: Clone + 'static>(end: bool) -> Option<T> {
-    CALL.try_with(|slot| {
-        let mut slot = slot.borrow_mut();
-        let handle = slot.as_ref()?.downcast_ref::<T>()?.clone();
-        if end {
-            *slot = None;
+/// Runs `f` once the call's writes are committed (at once outside a call
+/// or when the call has not written): for what must not happen before,
+/// such as dropping a deleted credential's cached secret, which a
+/// concurrent authentication could otherwise cache again from the row
+/// still committed. Dropped if the call's writes are undone.
+pub fn after_commit(f: impl FnOnce() + Send + 'static) {
+    let mut f = Some(f);
+    let _ = CALL.try_with(|scope| {
+        let mut scope = scope.borrow_mut();
+        if scope.transaction.is_some()
+            && let Some(f) = f.take()
+        {
+            scope.after_commit.push(Box::new(f));
         }
-        Some(handle)
+    });
+    if let Some(f) = f {
+        f();
+    }
+}
+
+/// Whether the task is serving a call inside [`one_transaction`] that has
+/// not recorded its event yet.
+fn in_call() -> bool {
+    CALL.try_with(|scope| !scope.borrow().ended)
+        .unwrap_or(false)
+}
+
+/// The call's open transaction, if the call has written and `T` is this
+/// back end's handle to it.
+fn call_transaction<T: Clone + 'static>() -> Option<T> {
+    CALL.try_with(|scope| {
+        let scope = scope.borrow();
+        scope.transaction.as_ref()?.downcast_ref::<T>().cloned()
     })
     .ok()
     .flatten()
@@ -62,7 +96,21 @@ fn call_transaction<T: Clone + 'static>(end: bool) -> Option<T> {
 
 /// Keeps `handle` as the call's open transaction.
 fn set_call_transaction<T: Send + 'static>(handle: T) {
-    let _ = CALL.try_with(|slot| *slot.borrow_mut() = Some(Box::new(handle)));
+    let _ = CALL.try_with(|scope| scope.borrow_mut().transaction = Some(Box::new(handle)));
+}
+
+/// Ends the call (its event is on its way): takes its open transaction
+/// and what was to run after its commit.
+fn end_call<T: 'static>() -> Option<(T, Vec<AfterCommit>)> {
+    CALL.try_with(|scope| {
+        let mut scope = scope.borrow_mut();
+        scope.ended = true;
+        let after = std::mem::take(&mut scope.after_commit);
+        let handle = scope.transaction.take()?.downcast::<T>().ok()?;
+        Some((*handle, after))
+    })
+    .ok()
+    .flatten()
 }
 
 /// Why a store operation failed.
@@ -331,8 +379,8 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a grant; false if there was none.
     async fn delete_grant(&self, grant_id: &str) -> Result<bool>;
 
-    /// Seals `record` into the hash chain (after every event committed or
-    /// queued before it) and stores it; returns its sequence number. Inside
+    /// Seals `record` into the hash chain (after every event committed
+    /// before it) and stores it; returns its sequence number. Inside
     /// [`one_transaction`] it also ends the call: the call's writes commit
     /// with it, or not at all.
     async fn append_audit(&self, record: AuditRecord) -> Result<u64>;

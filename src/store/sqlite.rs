@@ -26,8 +26,8 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{
-    AuditFilter, Error, KeyChange, Result, Store, VersionMaker, call_transaction, in_call,
-    set_call_transaction,
+    AuditFilter, Error, KeyChange, Result, Store, VersionMaker, call_transaction, end_call,
+    in_call, set_call_transaction,
 };
 use crate::audit::{AuditRecord, ChainRow, GENESIS, chain_hash};
 use crate::clock::{Clock, Timestamp};
@@ -69,6 +69,8 @@ struct Writer {
     /// the open transaction, so that appending an event does not read it
     /// back; `None` until read, and forgotten whenever a batch fails.
     chain_head: Option<(i64, [u8; 32])>,
+    /// A job found the batch unsafe to commit (see [`abort_batch`]).
+    aborted: bool,
 }
 
 impl Writer {
@@ -247,6 +249,7 @@ impl SqliteStore {
                 let state = Writer {
                     conn: writer,
                     chain_head: None,
+                    aborted: false,
                 };
                 let run = std::panic::AssertUnwindSafe(|| drop(writer_loop(state, rx, &requests)));
                 if std::panic::catch_unwind(run).is_err() {
@@ -316,7 +319,10 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Writer) -> Result<T> + Send + 'static,
     {
-        if invalidates && in_call() {
+        if invalidates
+            && in_call()
+            && call_transaction::<CallLink>().is_none_or(|l| l.store == self.id())
+        {
             return self.call_write(f).await;
         }
         let (tx, rx) = oneshot::channel::<Result<T>>();
@@ -352,19 +358,32 @@ impl SqliteStore {
         let write = CallMsg::Write(Box::new(move |w: &mut Writer| {
             let _ = tx.send(f(w));
         }));
-        match call_transaction::<CallLink>(false) {
-            Some(link) => link.0.send(write).map_err(|_| Error::Closed)?,
+        match self.call_link() {
+            Some(link) => link.messages.send(write).map_err(|_| Error::Closed)?,
             None => {
-                let (link, msgs) = std::sync::mpsc::channel();
-                link.send(write).map_err(|_| Error::Closed)?;
-                set_call_transaction(CallLink(link));
+                let (messages, inbox) = std::sync::mpsc::channel();
+                messages.send(write).map_err(|_| Error::Closed)?;
+                set_call_transaction(CallLink {
+                    store: self.id(),
+                    messages,
+                });
                 let generation = Arc::clone(&self.generation);
-                let job: Job = Box::new(move |w: &mut Writer| run_call(w, &msgs, &generation));
+                let job: Job = Box::new(move |w: &mut Writer| run_call(w, &inbox, &generation));
                 let jobs = self.jobs.as_ref().ok_or(Error::Closed)?;
                 jobs.send(job).await.map_err(|_| Error::Closed)?;
             }
         }
         rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// This store's identity, which a call's open transaction names.
+    fn id(&self) -> usize {
+        Arc::as_ptr(&self.generation) as usize
+    }
+
+    /// The open transaction of the call being served, if it is on this store.
+    fn call_link(&self) -> Option<CallLink> {
+        call_transaction::<CallLink>().filter(|link| link.store == self.id())
     }
 
     /// A read served from the cache when nothing was written since it was
@@ -596,7 +615,7 @@ fn writer_loop(
             // full disk, an I/O error). The jobs after it would then each
             // commit on their own while their callers were told the batch
             // failed, and those before it are already undone: fail the batch.
-            if w.conn.is_autocommit() {
+            if w.conn.is_autocommit() || std::mem::take(&mut w.aborted) {
                 failure = Some(Arc::new(rusqlite::Error::SqliteFailure(
                     rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
                     Some("the transaction was rolled back in the middle of a batch".into()),
@@ -679,7 +698,11 @@ fn append_event(w: &mut Writer, r: &AuditRecord, prebuilt: Option<String>) -> Re
 
 /// The handle a call keeps on its open transaction.
 #[derive(Clone)]
-struct CallLink(std::sync::mpsc::Sender<CallMsg>);
+struct CallLink {
+    /// The store whose writer holds it ([`SqliteStore::id`]).
+    store: usize,
+    messages: std::sync::mpsc::Sender<CallMsg>,
+}
 
 /// What a call sends the writer while its transaction is open.
 enum CallMsg {
@@ -694,22 +717,25 @@ enum CallMsg {
     },
 }
 
-/// How long the writer holds a call's writes open for its next write or
+/// How long the writer holds a call's writes open for the call to record
 /// its event (it serves nothing else meanwhile). A call takes microseconds
-/// between them; past this its writes are undone and the call fails.
+/// to milliseconds from its first write to its event; past this its writes
+/// are undone and the call fails.
 const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Serves one call's transaction, a savepoint in the writer's batch: its
 /// writes as they come, then its event. Its writes stand only if the event
 /// is written with them; a call that goes away (or takes longer than
 /// [`CALL_TIMEOUT`]) without its event is undone. A call that failed after
-/// a write keeps it, recorded by its failure event: only AssumeRole can,
-/// and the TOTP step it used must stay used.
-/// The reply bumps the cache generation and answers the event after the
-/// batch commits.
+/// a write keeps it, recorded by its failure event: only AssumeRole can
+/// (its session's insert can fail after its TOTP step was used, which must
+/// stay used). The reply bumps the cache generation and answers the event
+/// after the batch commits. If the savepoint cannot be undone or released,
+/// the whole batch is rolled back (and fails), so that no write of the call
+/// can commit without its event.
 fn run_call(
     w: &mut Writer,
-    msgs: &std::sync::mpsc::Receiver<CallMsg>,
+    inbox: &std::sync::mpsc::Receiver<CallMsg>,
     generation: &Arc<AtomicU64>,
 ) -> Reply {
     let undone: Reply = Box::new(|_| {});
@@ -718,8 +744,10 @@ fn run_call(
         tracing::error!(error = %e, "could not open a call's transaction");
         return undone;
     }
+    let deadline = std::time::Instant::now() + CALL_TIMEOUT;
     loop {
-        match msgs.recv_timeout(CALL_TIMEOUT) {
+        let wait = deadline.saturating_duration_since(std::time::Instant::now());
+        match inbox.recv_timeout(wait) {
             Ok(CallMsg::Write(write)) => {
                 write(w);
                 if w.conn.is_autocommit() {
@@ -737,13 +765,14 @@ fn run_call(
                 if result.is_err() && !w.conn.is_autocommit() {
                     // No change may stand without its event.
                     if let Err(e) = undo_call(&w.conn) {
-                        tracing::error!(error = %e, "could not undo a call whose event failed");
+                        abort_batch(w, "undo a call whose event failed", &e);
                     }
                 }
                 if !w.conn.is_autocommit()
                     && let Err(e) = w.conn.execute_batch("RELEASE call")
                 {
-                    result = Err(e.into());
+                    abort_batch(w, "end a call's transaction", &e.into());
+                    result = Err(Error::Closed);
                 }
                 let generation = Arc::clone(generation);
                 return Box::new(move |commit_error: Option<Arc<rusqlite::Error>>| {
@@ -755,11 +784,11 @@ fn run_call(
                 });
             }
             Err(e) => {
-                tracing::warn!(error = %e, "a call left without its audit event; its writes are undone");
+                tracing::warn!(error = %e, "a call left without recording its event; its writes are undone");
                 if let Err(e) =
                     undo_call(&w.conn).and_then(|()| Ok(w.conn.execute_batch("RELEASE call")?))
                 {
-                    tracing::error!(error = %e, "could not undo an abandoned call");
+                    abort_batch(w, "undo an abandoned call", &e);
                 }
                 return undone;
             }
@@ -770,6 +799,18 @@ fn run_call(
 /// Undoes a call's writes, keeping its savepoint open.
 fn undo_call(conn: &Connection) -> Result<()> {
     Ok(conn.execute_batch("ROLLBACK TO call")?)
+}
+
+/// Rolls the whole batch back when a call's savepoint could not be undone
+/// or released: better every write of the batch fails than one commits
+/// without its event. The writer loop sees the transaction gone and fails
+/// the batch.
+fn abort_batch(w: &mut Writer, what: &str, e: &Error) {
+    tracing::error!(error = %e, "could not {what}; the batch fails");
+    w.aborted = true;
+    if let Err(e) = w.conn.execute_batch("ROLLBACK") {
+        tracing::error!(error = %e, "could not roll the batch back");
+    }
 }
 
 fn ts(ms: i64) -> Timestamp {
@@ -1997,16 +2038,22 @@ impl Store for SqliteStore {
             .pending_deletion_key
             .is_none()
             .then(|| r.canonical_json(0));
-        if let Some(link) = call_transaction::<CallLink>(true) {
+        if self.call_link().is_some()
+            && let Some((link, after_commit)) = end_call::<CallLink>()
+        {
             let (reply, answer) = oneshot::channel();
-            link.0
+            link.messages
                 .send(CallMsg::Event {
                     record: Box::new(r),
                     prebuilt,
                     reply,
                 })
                 .map_err(|_| Error::Closed)?;
-            return answer.await.map_err(|_| Error::Closed)?;
+            let seq = answer.await.map_err(|_| Error::Closed)??;
+            for f in after_commit {
+                f();
+            }
+            return Ok(seq);
         }
         self.writer_job(move |w| append_event(w, &r, prebuilt), false)
             .await
@@ -2177,6 +2224,7 @@ mod tests {
         let state = Writer {
             conn,
             chain_head: Some((7, [7; 32])),
+            aborted: false,
         };
         let check = Connection::open(dir.path().join("t.db")).unwrap();
         let state = writer_loop(state, rx, &CheckpointRequests::default());
@@ -2241,6 +2289,68 @@ mod tests {
         assert_eq!(s.get_meta("abandoned").await.unwrap(), None);
         assert_eq!(s.get_meta("later").await.unwrap().as_deref(), Some("2"));
         assert_eq!(events(&s).await, 0);
+    }
+
+    /// Rows cached while a call's write was open are not served after it
+    /// commits: the commit moves the cache generation on.
+    #[tokio::test]
+    async fn a_calls_commit_refreshes_the_read_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir);
+        Connection::open(dir.path().join("kmsd.db"))
+            .unwrap()
+            .execute_batch(
+                "INSERT INTO accounts (id, name, created_ms) VALUES ('111122223333', 'a', 0)",
+            )
+            .unwrap();
+        let acct = "111122223333";
+        assert!(s.user_policies(acct, "u").await.unwrap().is_empty());
+        super::super::one_transaction(async {
+            s.put_identity_policy(acct, PrincipalType::User, "u", "p", "{}")
+                .await
+                .unwrap();
+            assert!(
+                s.user_policies(acct, "u").await.unwrap().is_empty(),
+                "cached before the commit"
+            );
+            s.append_audit(AuditRecord::sample()).await.unwrap();
+        })
+        .await;
+        assert_eq!(
+            s.user_policies(acct, "u").await.unwrap(),
+            vec!["{}".to_owned()]
+        );
+    }
+
+    /// `after_commit` inside a call waits for the call's commit, and is
+    /// dropped with writes that are undone.
+    #[tokio::test]
+    async fn after_commit_waits_for_the_calls_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir);
+        let ran = Arc::new(AtomicUsize::new(0));
+        let hook = |ran: &Arc<AtomicUsize>| {
+            let ran = Arc::clone(ran);
+            move || {
+                ran.fetch_add(1, Ordering::SeqCst);
+            }
+        };
+        super::super::one_transaction(async {
+            s.set_meta("x", "1").await.unwrap();
+            super::super::after_commit(hook(&ran));
+            assert_eq!(ran.load(Ordering::SeqCst), 0);
+            s.append_audit(AuditRecord::sample()).await.unwrap();
+            assert_eq!(ran.load(Ordering::SeqCst), 1);
+        })
+        .await;
+        super::super::one_transaction(async {
+            s.set_meta("y", "1").await.unwrap();
+            super::super::after_commit(hook(&ran));
+        })
+        .await;
+        assert_eq!(ran.load(Ordering::SeqCst), 1, "undone, so not run");
+        super::super::after_commit(hook(&ran));
+        assert_eq!(ran.load(Ordering::SeqCst), 2, "outside a call: at once");
     }
 
     /// A call whose event cannot be written changes nothing; the events and
