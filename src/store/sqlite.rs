@@ -122,6 +122,8 @@ pub struct SqliteStore {
     /// Tells the checkpoint thread to stop.
     closing: Arc<AtomicBool>,
     checkpoint_thread: Mutex<Option<thread::JoinHandle<()>>>,
+    /// How long the writer holds a call's writes open ([`CALL_TIMEOUT`]).
+    call_timeout: std::time::Duration,
     /// An exclusive lock on `<database>.lock`, held while the store is open
     /// (dropped after the writer has stopped). A second store on the same
     /// database, in this process or another, would be a second writer: the
@@ -275,6 +277,7 @@ impl SqliteStore {
             writer: Mutex::new(Some(handle)),
             closing,
             checkpoint_thread: Mutex::new(Some(checkpoint_thread)),
+            call_timeout: CALL_TIMEOUT,
             _lock: lock,
         })
     }
@@ -368,7 +371,9 @@ impl SqliteStore {
                     messages,
                 });
                 let generation = Arc::clone(&self.generation);
-                let job: Job = Box::new(move |w: &mut Writer| run_call(w, &inbox, &generation));
+                let timeout = self.call_timeout;
+                let job: Job =
+                    Box::new(move |w: &mut Writer| run_call(w, &inbox, &generation, timeout));
                 let jobs = self.jobs.as_ref().ok_or(Error::Closed)?;
                 jobs.send(job).await.map_err(|_| Error::Closed)?;
             }
@@ -725,8 +730,8 @@ const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Serves one call's transaction, a savepoint in the writer's batch: its
 /// writes as they come, then its event. Its writes stand only if the event
-/// is written with them; a call that goes away (or takes longer than
-/// [`CALL_TIMEOUT`]) without its event is undone. A call that failed after
+/// is written with them; a call that goes away, or has not recorded its
+/// event `timeout` ([`CALL_TIMEOUT`]) after its first write, is undone. A call that failed after
 /// a write keeps it, recorded by its failure event: only AssumeRole can
 /// (its session's insert can fail after its TOTP step was used, which must
 /// stay used). The reply bumps the cache generation and answers the event
@@ -737,6 +742,7 @@ fn run_call(
     w: &mut Writer,
     inbox: &std::sync::mpsc::Receiver<CallMsg>,
     generation: &Arc<AtomicU64>,
+    timeout: std::time::Duration,
 ) -> Reply {
     let undone: Reply = Box::new(|_| {});
     if let Err(e) = w.conn.execute_batch("SAVEPOINT call") {
@@ -744,7 +750,7 @@ fn run_call(
         tracing::error!(error = %e, "could not open a call's transaction");
         return undone;
     }
-    let deadline = std::time::Instant::now() + CALL_TIMEOUT;
+    let deadline = std::time::Instant::now() + timeout;
     loop {
         let wait = deadline.saturating_duration_since(std::time::Instant::now());
         match inbox.recv_timeout(wait) {
@@ -2351,6 +2357,26 @@ mod tests {
         assert_eq!(ran.load(Ordering::SeqCst), 1, "undone, so not run");
         super::super::after_commit(hook(&ran));
         assert_eq!(ran.load(Ordering::SeqCst), 2, "outside a call: at once");
+    }
+
+    /// A call that has not recorded its event by its deadline is undone and
+    /// told so; the writer, held meanwhile, goes on with the next job.
+    #[tokio::test]
+    async fn a_call_past_its_deadline_is_undone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = store(&dir);
+        s.call_timeout = std::time::Duration::from_millis(100);
+        let late = super::super::one_transaction(async {
+            s.set_meta("late", "1").await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            s.append_audit(AuditRecord::sample()).await
+        })
+        .await;
+        assert!(matches!(late, Err(Error::Closed)), "{late:?}");
+        assert_eq!(s.get_meta("late").await.unwrap(), None);
+        assert_eq!(events(&s).await, 0);
+        s.set_meta("next", "1").await.unwrap();
+        assert_eq!(s.get_meta("next").await.unwrap().as_deref(), Some("1"));
     }
 
     /// A call whose event cannot be written changes nothing; the events and
