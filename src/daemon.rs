@@ -24,7 +24,7 @@ use crate::kms::{Kms, KmsSettings, run_maintenance};
 use crate::model::{OPERATOR_ACCOUNT, PrincipalType};
 use crate::server::grpc::{self, Handler};
 use crate::store::Store;
-use crate::store::sqlite::SqliteStore;
+use crate::store::sqlite::{DatabaseLock, SqliteStore};
 
 /// Why the daemon could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -196,8 +196,11 @@ impl Daemon {
                 .create(dir)
                 .map_err(io(dir))?;
         }
-        let (root, created) = RootKey::load_or_create(&dir.join("root.key"))?;
         let db = dir.join("kmsd.db");
+        // First, so that a second kmsd on this directory stops before it has
+        // read the root key or touched anything.
+        let lock = DatabaseLock::acquire(&db)?;
+        let (root, created) = RootKey::load_or_create(&dir.join("root.key"))?;
         if created && db.exists() {
             return Err(Error::Inconsistent(format!(
                 "{} exists but its root key was missing; a new root key cannot read it",
@@ -213,7 +216,8 @@ impl Daemon {
                 .open(&db)
                 .map_err(io(&db))?;
         }
-        let store = Arc::new(SqliteStore::open_with(
+        let store = Arc::new(SqliteStore::open_locked(
+            lock,
             &db,
             options.readers,
             Arc::clone(&clock),
@@ -232,6 +236,14 @@ impl Daemon {
             store,
             options,
         })
+    }
+
+    /// Serves TLS with `tls` (set after [`Self::open`], so that a daemon
+    /// refused its data directory has made no certificate); `ca_file`, the
+    /// certificate clients should trust, goes into the dev credentials.
+    pub fn set_tls(&mut self, tls: crate::tls::ServerTls, ca_file: Option<PathBuf>) {
+        self.options.tls = Some(tls);
+        self.options.ca_file = ca_file;
     }
 
     /// The domain service.

@@ -6,7 +6,7 @@
 //! `ca_file` of a profile, `--ca-file` or `KMS_CA_FILE` for kmsctl).
 
 use std::fs;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
@@ -100,6 +100,18 @@ impl ServerTls {
     /// directory made mode 0700 (it holds the private key).
     pub fn dev(dir: &Path) -> Result<Self, TlsError> {
         let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io(dir))?;
+        // Earlier kmsd versions made it 0755; only its owner needs it.
+        if crate::private_file::too_open(dir)
+            .map_err(io(dir))?
+            .is_some()
+        {
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+        }
         if cert.exists() && key.exists() {
             // Made 0600 by us: a wider mode means someone else may have read it.
             if let Some(mode) = crate::private_file::too_open(&key).map_err(io(&key))? {
@@ -107,11 +119,6 @@ impl ServerTls {
             }
             return Self::load(&cert, &key);
         }
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io(dir))?;
         let tls = Self::self_signed(&["localhost", "127.0.0.1", "::1"])?;
         write_private(&key, &tls.key_pem)?;
         write_private(&cert, &tls.cert_pem)?;

@@ -112,21 +112,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tls_key,
         } => {
             let mut options = Options::new(&data_dir);
-            match (tls, tls_cert, tls_key) {
-                (true, _, _) => {
-                    let dir = std::path::absolute(data_dir.join("tls"))?;
-                    options.tls =
-                        Some(ServerTls::dev(&dir).with_context(|| {
-                            format!("making a certificate in {}", dir.display())
-                        })?);
-                    options.ca_file = Some(dir.join("cert.pem"));
-                }
-                (false, Some(cert), Some(key)) => {
-                    options.tls = Some(ServerTls::load(&cert, &key)?);
-                }
-                _ => {}
-            }
-            if options.tls.is_none() && !plaintext_allowed(&listen) {
+            let options_tls = tls || tls_cert.is_some();
+            if !options_tls && !plaintext_allowed(&listen) {
                 bail!(
                     "kmsd dev serves plaintext gRPC and so listens on loopback only; {listen} is not a loopback address (serve TLS to listen elsewhere)"
                 );
@@ -136,9 +123,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             options.settings.max_grants_per_key =
                 usize::try_from(max_grants_per_key).unwrap_or(usize::MAX);
             options.sweep_interval = Duration::from_secs(sweep_interval_secs.max(1));
-            let options_tls = options.tls.is_some();
-            let daemon = Daemon::open(options, Arc::new(SystemClock))
+            let mut daemon = Daemon::open(options, Arc::new(SystemClock))
                 .with_context(|| format!("opening data directory {}", data_dir.display()))?;
+            // After the data directory is ours (a second kmsd on it has
+            // stopped by now, before making a certificate).
+            match (tls, tls_cert, tls_key) {
+                (true, _, _) => {
+                    let dir = std::path::absolute(data_dir.join("tls"))?;
+                    let made = ServerTls::dev(&dir)
+                        .with_context(|| format!("making a certificate in {}", dir.display()))?;
+                    daemon.set_tls(made, Some(dir.join("cert.pem")));
+                }
+                (false, Some(cert), Some(key)) => {
+                    daemon.set_tls(ServerTls::load(&cert, &key)?, None);
+                }
+                _ => {}
+            }
             let listener = TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;

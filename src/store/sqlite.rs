@@ -128,7 +128,24 @@ pub struct SqliteStore {
     /// (dropped after the writer has stopped). A second store on the same
     /// database, in this process or another, would be a second writer: the
     /// audit chain head this one caches would go stale and the chain fork.
-    _lock: File,
+    _lock: DatabaseLock,
+}
+
+/// An exclusive lock on `<database>.lock`: while it is held, no other
+/// store (in this process or another) opens the database. Taken with
+/// [`DatabaseLock::acquire`] before anything else of a data directory is
+/// read, then handed to [`SqliteStore::open_locked`].
+#[derive(Debug)]
+pub struct DatabaseLock {
+    /// Holds the lock until dropped (the kernel drops it with the process).
+    _file: File,
+}
+
+impl DatabaseLock {
+    /// Locks `<db>.lock` (mode 0600), or says which database is already in use.
+    pub fn acquire(db: &Path) -> Result<Self> {
+        lock_database(db).map(|file| Self { _file: file })
+    }
 }
 
 /// Locks `<db>.lock` (mode 0600), or says which database is already in use.
@@ -201,7 +218,18 @@ impl SqliteStore {
         clock: Arc<dyn Clock>,
         wal_restart_pages: u32,
     ) -> Result<Self> {
-        let lock = lock_database(path)?;
+        let lock = DatabaseLock::acquire(path)?;
+        Self::open_locked(lock, path, readers, clock, wal_restart_pages)
+    }
+
+    /// [`Self::open_with`] under a lock already taken on `path`.
+    pub fn open_locked(
+        lock: DatabaseLock,
+        path: &Path,
+        readers: usize,
+        clock: Arc<dyn Clock>,
+        wal_restart_pages: u32,
+    ) -> Result<Self> {
         let restart_pages = i64::from(wal_restart_pages.max(1));
         let mut writer = Connection::open(path)?;
         let mode: String =

@@ -220,8 +220,9 @@ async fn a_data_directory_serves_one_daemon_at_a_time() {
     let first = Kmsd::start(&dir);
     // A daemon that did start would rewrite this with its own endpoint.
     let credentials_before = std::fs::read(dir.join("credentials")).expect("credentials");
+    // With --tls, which would make a certificate pair if it got that far.
     let mut second = Command::new(env!("CARGO_BIN_EXE_kmsd"))
-        .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["dev", "--tls", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&dir)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -252,6 +253,7 @@ async fn a_data_directory_serves_one_daemon_at_a_time() {
         credentials_before,
         "the refused daemon wrote nothing"
     );
+    assert!(!dir.join("tls").exists(), "nor made a certificate");
     let mut kms = kms_client(&first.endpoint, &profile(&dir, "default")).await;
     kms.create_key(pb::CreateKeyRequest::default())
         .await

@@ -118,8 +118,25 @@ async fn kmsctl_takes_the_ca_from_flag_or_environment() {
 
 #[test]
 fn kmsd_dev_tls_writes_a_ca_that_kmsctl_uses() {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let (_t, dir) = data_dir();
+    // As an earlier kmsd left it: the directory open to all.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .unwrap();
+    std::fs::DirBuilder::new()
+        .mode(0o755)
+        .create(dir.join("tls"))
+        .unwrap();
+    std::fs::set_permissions(dir.join("tls"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let _kmsd = Kmsd::start_with(&dir, &["--tls"]);
+    let tls_dir_mode = std::fs::metadata(dir.join("tls"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(tls_dir_mode & 0o777, 0o700, "tightened");
     let creds = std::fs::read_to_string(dir.join("credentials")).unwrap();
     assert!(creds.contains("endpoint = https://127.0.0.1:"), "{creds}");
     assert!(creds.contains("ca_file = "), "{creds}");
@@ -132,7 +149,6 @@ fn kmsd_dev_tls_writes_a_ca_that_kmsctl_uses() {
     let described = json(&kmsctl(&dir, &["key", "describe", id], None));
     assert_eq!(described["KeyMetadata"]["Description"], "tls");
     // The key file is private; a second start reuses the same certificate.
-    use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(dir.join("tls/key.pem"))
         .unwrap()
         .permissions()
