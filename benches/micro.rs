@@ -317,6 +317,7 @@ fn encrypt_event() -> AuditRecord {
         outcome: Outcome::Allowed,
         error_code: String::new(),
         pending_deletion_key: None,
+        destination_encryption_context: None,
     }
 }
 

@@ -91,8 +91,13 @@ pub struct AuditRecord {
     pub region: String,
     /// The keys the call touched.
     pub key_arns: Vec<String>,
-    /// The call's encryption context (not secret, as in AWS).
+    /// The call's encryption context (not secret, as in AWS); for
+    /// ReEncrypt, the source's.
     pub encryption_context: BTreeMap<String, String>,
+    /// ReEncrypt only: the destination's encryption context. The event then
+    /// records `sourceEncryptionContext` and `destinationEncryptionContext`,
+    /// as CloudTrail does, instead of `encryptionContext`.
+    pub destination_encryption_context: Option<BTreeMap<String, String>>,
     /// The grant that allowed the call, if one did.
     pub grant_id: String,
     /// How it ended.
@@ -145,12 +150,16 @@ impl AuditRecord {
         );
         w.key("requestID").string(&self.request_id);
         w.key("requestParameters").open();
-        w.key("encryptionContext").open();
-        // A BTreeMap iterates in byte order of its keys, as required.
-        for (k, v) in &self.encryption_context {
-            w.key(k).string(v);
+        match &self.destination_encryption_context {
+            Some(destination) => {
+                w.key("destinationEncryptionContext").context(destination);
+                w.key("sourceEncryptionContext")
+                    .context(&self.encryption_context);
+            }
+            None => {
+                w.key("encryptionContext").context(&self.encryption_context);
+            }
         }
-        w.close();
         w.close();
         w.key("resources").open_array();
         for arn in &self.key_arns {
@@ -247,6 +256,16 @@ impl JsonWriter {
     fn string(&mut self, v: &str) {
         self.escaped(v);
         self.first = false;
+    }
+
+    /// An encryption context as an object; a BTreeMap iterates in byte
+    /// order of its keys, as canonical JSON requires.
+    fn context(&mut self, ctx: &BTreeMap<String, String>) {
+        self.open();
+        for (k, v) in ctx {
+            self.key(k).string(v);
+        }
+        self.close();
     }
 
     fn number(&mut self, v: u64) {
@@ -350,6 +369,7 @@ impl AuditRecord {
             region: "us-east-1".into(),
             key_arns: vec!["arn:aws:kms:us-east-1:111122223333:key/k".into()],
             encryption_context: std::collections::BTreeMap::from([("dept".into(), "fin".into())]),
+            destination_encryption_context: None,
             grant_id: String::new(),
             outcome: Outcome::Allowed,
             error_code: String::new(),
@@ -414,7 +434,10 @@ mod tests {
             "requestID": r.request_id,
             "sourceIPAddress": r.source_ip,
             "userIdentity": identity,
-            "requestParameters": {"encryptionContext": r.encryption_context},
+            "requestParameters": match &r.destination_encryption_context {
+                Some(d) => json!({"sourceEncryptionContext": r.encryption_context, "destinationEncryptionContext": d}),
+                None => json!({"encryptionContext": r.encryption_context}),
+            },
             "resources": resources,
             "outcome": r.outcome.as_str(),
             "recipientAccountId": r.key_arns.first().and_then(|a| a.split(':').nth(4)).unwrap_or(&r.account_id),
@@ -470,6 +493,8 @@ mod tests {
             };
             r.outcome = [Outcome::Allowed, Outcome::Denied, Outcome::Failed][i % 3];
             r.pending_deletion_key = (i % 2 == 0).then(|| format!("arn:{s}"));
+            r.destination_encryption_context =
+                (i % 3 == 2).then(|| BTreeMap::from([(format!("{s}d"), (*s).to_owned())]));
             r.account_id = (*s).to_owned();
             r.time = Timestamp(1_700_000_000_000 + i64::try_from(i).unwrap() * 1_234_567);
             cases.push(r);

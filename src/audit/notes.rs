@@ -15,8 +15,10 @@ use crate::crypto::EncryptionContext;
 pub struct Notes {
     /// Key ARNs, in the order first touched.
     pub key_arns: Vec<String>,
-    /// The encryption context of the call.
+    /// The encryption context of the call (ReEncrypt: the source's).
     pub encryption_context: BTreeMap<String, String>,
+    /// ReEncrypt: the destination's encryption context.
+    pub destination_context: Option<BTreeMap<String, String>>,
     /// The grant that allowed the call.
     pub grant_id: Option<String>,
     /// A key pending deletion the call tried to use.
@@ -56,6 +58,18 @@ pub fn context(ctx: &EncryptionContext) {
     with(|n| {
         n.encryption_context
             .extend(ctx.entries().iter().map(|(k, v)| (k.clone(), v.clone())))
+    });
+}
+
+/// ReEncrypt's destination encryption context.
+pub fn destination_context(ctx: &EncryptionContext) {
+    with(|n| {
+        n.destination_context = Some(
+            ctx.entries()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
     });
 }
 

@@ -109,6 +109,7 @@ impl Kms {
             outcome: crate::audit::Outcome::Allowed,
             error_code: String::new(),
             pending_deletion_key: None,
+            destination_encryption_context: None,
         })
         .await
     }

@@ -64,10 +64,17 @@ pub struct ReEncryptOutput {
     pub key_arn: String,
 }
 
-/// Checks the parts of a request common to every cryptographic operation
-/// (grant tokens are checked to be ours by `Kms::check_grant_tokens`).
+/// Notes the call's encryption context for its audit event (first, so that
+/// a call refused for it records it too) and checks the parts of a request
+/// common to every cryptographic operation (grant tokens are checked to be
+/// ours by `Kms::check_grant_tokens`).
 fn validate_common(ctx: &EncryptionContext, grant_tokens: &[String]) -> Result<()> {
     crate::audit::notes::context(ctx);
+    validate_context_and_tokens(ctx, grant_tokens)
+}
+
+/// [`validate_common`] without the note.
+fn validate_context_and_tokens(ctx: &EncryptionContext, grant_tokens: &[String]) -> Result<()> {
     if grant_tokens.len() > MAX_GRANT_TOKENS {
         return Err(KmsError::validation(format!(
             "at most {MAX_GRANT_TOKENS} grant tokens may be given"
@@ -274,9 +281,10 @@ impl Kms {
         destination_ctx: &EncryptionContext,
         grant_tokens: &[String],
     ) -> Result<ReEncryptOutput> {
+        crate::audit::notes::destination_context(destination_ctx);
         validate_common(source_ctx, grant_tokens)?;
         self.check_grant_tokens(grant_tokens)?;
-        validate_common(destination_ctx, &[])?;
+        validate_context_and_tokens(destination_ctx, &[])?;
         if destination_key_id.is_empty() {
             return Err(KmsError::validation("destination_key_id is required"));
         }

@@ -937,6 +937,63 @@ async fn reading_the_trail_needs_the_root_or_an_audit_policy() {
 
 // --------------------------------------------------------- event content
 
+/// A ReEncrypt event keeps its two encryption contexts apart, as
+/// CloudTrail does: merged, a key present in both lost one of its values.
+#[tokio::test]
+async fn a_reencrypt_event_records_source_and_destination_contexts_apart() {
+    let d = TestDaemon::start().await;
+    let mut kms = d.admin_kms().await;
+    let (from, to) = (create_key(&mut kms).await, create_key(&mut kms).await);
+    let source = ctx(&[("tenant", "t-1"), ("stage", "old")]);
+    let destination = ctx(&[("tenant", "t-2")]);
+    let blob = kms
+        .encrypt(enc_req(&from.arn, b"moving", &source))
+        .await
+        .unwrap()
+        .into_inner()
+        .ciphertext_blob;
+    let (r, id) = answered(
+        kms.re_encrypt(pb::ReEncryptRequest {
+            ciphertext_blob: blob,
+            source_encryption_context: source.clone(),
+            destination_key_id: to.arn.clone(),
+            destination_encryption_context: destination.clone(),
+            ..Default::default()
+        })
+        .await,
+    );
+    r.unwrap();
+    let mut a = audit(&d, &d.admin).await;
+    let e = event_of(&mut a, "ReEncrypt", &id).await;
+    assert_eq!(e.encryption_context, source);
+    assert_eq!(e.destination_encryption_context, destination);
+    assert_eq!(e.key_arns, vec![from.arn.clone(), to.arn.clone()]);
+    let v = body(&e);
+    assert_eq!(
+        v["requestParameters"]["sourceEncryptionContext"],
+        json!({"tenant": "t-1", "stage": "old"})
+    );
+    assert_eq!(
+        v["requestParameters"]["destinationEncryptionContext"],
+        json!({"tenant": "t-2"})
+    );
+    assert!(
+        v["requestParameters"].get("encryptionContext").is_none(),
+        "{v}"
+    );
+    assert!(verify(&mut a).await.valid);
+
+    // Any other call has one context and no destination.
+    let (r, id) = answered(kms.encrypt(enc_req(&from.arn, b"x", &source)).await);
+    r.unwrap();
+    let e = event_of(&mut a, "Encrypt", &id).await;
+    assert!(e.destination_encryption_context.is_empty());
+    assert_eq!(
+        body(&e)["requestParameters"],
+        json!({"encryptionContext": {"tenant": "t-1", "stage": "old"}})
+    );
+}
+
 /// Issue 5: an event records time, request id, account, principal (and the
 /// role session and MFA), source IP, operation, keys, encryption context,
 /// the grant that allowed the call and the outcome, in a CloudTrail-like

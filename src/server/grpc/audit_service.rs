@@ -29,6 +29,18 @@ fn outcome_name(v: i32) -> Result<Option<String>, KmsError> {
 }
 
 /// The protobuf form of a stored event, read back from its canonical JSON.
+/// `requestParameters.<name>` of an event body, as a map.
+fn context_of(
+    v: &serde_json::Value,
+    name: &str,
+) -> Option<std::collections::HashMap<String, String>> {
+    v["requestParameters"][name].as_object().map(|o| {
+        o.iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+            .collect()
+    })
+}
+
 fn event(seq: u64, body: String) -> pb::AuditEvent {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
     let s = |p: &str| {
@@ -62,13 +74,11 @@ fn event(seq: u64, body: String) -> pb::AuditEvent {
                     .collect()
             })
             .unwrap_or_default(),
-        encryption_context: v["requestParameters"]["encryptionContext"]
-            .as_object()
-            .map(|o| {
-                o.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                    .collect()
-            })
+        // ReEncrypt records its two contexts apart, as CloudTrail does.
+        encryption_context: context_of(&v, "encryptionContext")
+            .or_else(|| context_of(&v, "sourceEncryptionContext"))
+            .unwrap_or_default(),
+        destination_encryption_context: context_of(&v, "destinationEncryptionContext")
             .unwrap_or_default(),
         grant_id: s("/grantId"),
         outcome: match s("/outcome").as_str() {

@@ -216,6 +216,7 @@ impl Handler {
             region: self.kms.settings().region.clone(),
             key_arns: notes.key_arns,
             encryption_context: notes.encryption_context,
+            destination_encryption_context: notes.destination_context,
             grant_id: notes.grant_id.unwrap_or_default(),
             outcome: audit::Outcome::of(error_code),
             error_code: error_code.unwrap_or_default().to_owned(),
