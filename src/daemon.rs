@@ -218,7 +218,6 @@ impl Daemon {
         }
         let store = Arc::new(SqliteStore::open_locked(
             lock,
-            &db,
             options.readers,
             Arc::clone(&clock),
             options.wal_restart_pages,

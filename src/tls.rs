@@ -105,12 +105,24 @@ impl ServerTls {
             .mode(0o700)
             .create(dir)
             .map_err(io(dir))?;
-        // Earlier kmsd versions made it 0755; only its owner needs it.
-        if crate::private_file::too_open(dir)
-            .map_err(io(dir))?
-            .is_some()
-        {
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+        // Earlier kmsd versions made it 0755; only its owner needs it. Not
+        // through a symbolic link (whatever it points at may be shared),
+        // and a directory we may not change is left as it is: `key.pem`
+        // is checked on its own below.
+        let meta = fs::symlink_metadata(dir).map_err(io(dir))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_dir() && mode & 0o077 != 0 {
+            match fs::set_permissions(dir, fs::Permissions::from_mode(0o700)) {
+                Ok(()) => tracing::warn!(
+                    dir = %dir.display(),
+                    "tightened the TLS directory from mode {mode:o} to 700"
+                ),
+                Err(e) => tracing::warn!(
+                    dir = %dir.display(),
+                    error = %e,
+                    "the TLS directory is mode {mode:o}; could not make it 700"
+                ),
+            }
         }
         if cert.exists() && key.exists() {
             // Made 0600 by us: a wider mode means someone else may have read it.

@@ -112,7 +112,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tls_key,
         } => {
             let mut options = Options::new(&data_dir);
-            let options_tls = tls || tls_cert.is_some();
+            // Your own pair is read first, so that a wrong path stops kmsd
+            // before it creates anything.
+            let own_tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => {
+                    Some(ServerTls::load(&cert, &key).with_context(|| {
+                        format!(
+                            "reading --tls-cert {} and --tls-key {}",
+                            cert.display(),
+                            key.display()
+                        )
+                    })?)
+                }
+                _ => None,
+            };
+            let options_tls = tls || own_tls.is_some();
             if !options_tls && !plaintext_allowed(&listen) {
                 bail!(
                     "kmsd dev serves plaintext gRPC and so listens on loopback only; {listen} is not a loopback address (serve TLS to listen elsewhere)"
@@ -125,19 +139,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             options.sweep_interval = Duration::from_secs(sweep_interval_secs.max(1));
             let mut daemon = Daemon::open(options, Arc::new(SystemClock))
                 .with_context(|| format!("opening data directory {}", data_dir.display()))?;
-            // After the data directory is ours (a second kmsd on it has
-            // stopped by now, before making a certificate).
-            match (tls, tls_cert, tls_key) {
-                (true, _, _) => {
-                    let dir = std::path::absolute(data_dir.join("tls"))?;
-                    let made = ServerTls::dev(&dir)
-                        .with_context(|| format!("making a certificate in {}", dir.display()))?;
-                    daemon.set_tls(made, Some(dir.join("cert.pem")));
-                }
-                (false, Some(cert), Some(key)) => {
-                    daemon.set_tls(ServerTls::load(&cert, &key)?, None);
-                }
-                _ => {}
+            if tls {
+                // After the data directory is ours (a second kmsd on it
+                // has stopped by now, before making a certificate).
+                let dir = std::path::absolute(data_dir.join("tls"))?;
+                let made = ServerTls::dev(&dir)
+                    .with_context(|| format!("making a certificate in {}", dir.display()))?;
+                daemon.set_tls(made, Some(dir.join("cert.pem")));
+            } else if let Some(own) = own_tls {
+                daemon.set_tls(own, None);
             }
             let listener = TcpListener::bind(listen)
                 .await

@@ -983,6 +983,21 @@ async fn a_reencrypt_event_records_source_and_destination_contexts_apart() {
     );
     assert!(verify(&mut a).await.valid);
 
+    // Refused before its contexts were read, it keeps the ReEncrypt shape.
+    let (r, id) = answered(
+        d.kms_client(&stranger("AKIAREENCRYPTPROBE01", "x"))
+            .await
+            .re_encrypt(pb::ReEncryptRequest::default())
+            .await,
+    );
+    r.unwrap_err();
+    // It belongs to no account: the operator sees it.
+    let e = event_of(&mut audit(&d, &d.operator).await, "ReEncrypt", &id).await;
+    assert_eq!(
+        body(&e)["requestParameters"],
+        json!({"sourceEncryptionContext": {}, "destinationEncryptionContext": {}})
+    );
+
     // Any other call has one context and no destination.
     let (r, id) = answered(kms.encrypt(enc_req(&from.arn, b"x", &source)).await);
     r.unwrap();

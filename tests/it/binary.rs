@@ -209,6 +209,28 @@ fn dev_refuses_a_non_loopback_address() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+    assert!(!dir.exists(), "refused before making anything");
+}
+
+/// A wrong `--tls-cert`/`--tls-key` stops kmsd before it makes a data
+/// directory, and says which flag.
+#[test]
+fn dev_reads_its_own_tls_pair_first() {
+    let (t, dir) = data_dir();
+    let missing = t.path().join("missing.pem");
+    let out = Command::new(env!("CARGO_BIN_EXE_kmsd"))
+        .args(["dev", "--listen", "127.0.0.1:0", "--tls-cert"])
+        .arg(&missing)
+        .arg("--tls-key")
+        .arg(&missing)
+        .arg("--data-dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--tls-cert"), "{stderr}");
+    assert!(!dir.exists(), "refused before making anything");
 }
 
 /// A second daemon on a data directory in use is refused before it touches

@@ -28,7 +28,6 @@ fn outcome_name(v: i32) -> Result<Option<String>, KmsError> {
     })
 }
 
-/// The protobuf form of a stored event, read back from its canonical JSON.
 /// `requestParameters.<name>` of an event body, as a map.
 fn context_of(
     v: &serde_json::Value,
@@ -41,6 +40,7 @@ fn context_of(
     })
 }
 
+/// The protobuf form of a stored event, read back from its canonical JSON.
 fn event(seq: u64, body: String) -> pb::AuditEvent {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
     let s = |p: &str| {

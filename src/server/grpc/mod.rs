@@ -216,7 +216,11 @@ impl Handler {
             region: self.kms.settings().region.clone(),
             key_arns: notes.key_arns,
             encryption_context: notes.encryption_context,
-            destination_encryption_context: notes.destination_context,
+            // A ReEncrypt refused before its contexts were read still has
+            // the ReEncrypt shape (both contexts, empty).
+            destination_encryption_context: notes
+                .destination_context
+                .or_else(|| (op == "ReEncrypt").then(Default::default)),
             grant_id: notes.grant_id.unwrap_or_default(),
             outcome: audit::Outcome::of(error_code),
             error_code: error_code.unwrap_or_default().to_owned(),
