@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 /// One resolved profile.
 pub struct ClientProfile {
@@ -74,13 +74,40 @@ pub fn is_valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
 }
 
+/// A parsed credentials file whose values (every profile's secret among
+/// them) are wiped when it is dropped; it is read from a zeroizing buffer.
+struct Scrubbed(ini::Ini);
+
+impl Scrubbed {
+    fn load(path: &Path) -> Result<Self, String> {
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| e.to_string())?);
+        // As `Ini::load_from_file` does: an editor's byte-order mark is not
+        // part of the first line.
+        let body = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        ini::Ini::load_from_str(body)
+            .map(Self)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Drop for Scrubbed {
+    fn drop(&mut self) {
+        for (_, section) in self.0.iter_mut() {
+            for (_, value) in section.iter_mut() {
+                value.zeroize();
+            }
+        }
+    }
+}
+
 /// Reads `profile` from the INI file at `path`.
 pub fn load(path: &Path, profile: &str) -> Result<ClientProfile, ProfileError> {
-    let ini = ini::Ini::load_from_file(path).map_err(|e| ProfileError::File {
+    let ini = Scrubbed::load(path).map_err(|reason| ProfileError::File {
         path: path.to_owned(),
-        reason: e.to_string(),
+        reason,
     })?;
     let section = ini
+        .0
         .section(Some(profile))
         .ok_or_else(|| ProfileError::NoProfile {
             profile: profile.to_owned(),
@@ -128,14 +155,18 @@ pub fn save_sections(
         reason,
     };
     let mut ini = if path.exists() {
-        ini::Ini::load_from_file(path).map_err(|e| err(e.to_string()))?
+        Scrubbed::load(path).map_err(err)?
     } else {
-        ini::Ini::new()
+        Scrubbed(ini::Ini::new())
     };
     for (name, fields) in sections {
-        ini.delete(Some(*name));
+        if let Some(mut old) = ini.0.delete(Some(*name)) {
+            for (_, value) in old.iter_mut() {
+                value.zeroize();
+            }
+        }
         for (k, v) in *fields {
-            ini.with_section(Some(*name)).set(*k, *v);
+            ini.0.with_section(Some(*name)).set(*k, *v);
         }
     }
     let mut text = Vec::new();
@@ -144,7 +175,8 @@ pub fn save_sections(
         kv_separator: " = ",
         ..Default::default()
     };
-    ini.write_to_opt(&mut text, opt)
+    ini.0
+        .write_to_opt(&mut text, opt)
         .map_err(|e| err(e.to_string()))?;
     let text = Zeroizing::new(text);
     crate::private_file::write_atomic(path, &text).map_err(|e| err(e.to_string()))
@@ -153,6 +185,38 @@ pub fn save_sections(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Read from a zeroizing buffer rather than by the INI crate, the file
+    /// still loads as before, byte-order mark and all, and a save keeps the
+    /// other profiles.
+    #[test]
+    fn profiles_load_and_save_through_the_scrubbed_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials");
+        std::fs::write(
+            &path,
+            "\u{feff}[default]\nendpoint = http://127.0.0.1:1\naccess_key_id = AKIAEXAMPLE\nsecret_access_key = s3cr=t\n",
+        )
+        .unwrap();
+        let p = load(&path, "default").unwrap();
+        assert_eq!(p.endpoint, "http://127.0.0.1:1");
+        assert_eq!(p.secret_access_key.as_str(), "s3cr=t");
+        save(
+            &path,
+            "other",
+            &[
+                ("endpoint", "http://127.0.0.1:2"),
+                ("access_key_id", "AKIAOTHER"),
+                ("secret_access_key", "x"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            load(&path, "default").unwrap().secret_access_key.as_str(),
+            "s3cr=t"
+        );
+        assert_eq!(load(&path, "other").unwrap().endpoint, "http://127.0.0.1:2");
+    }
 
     #[test]
     fn profile_names_that_would_break_the_file_are_refused() {
