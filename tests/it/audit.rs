@@ -1665,9 +1665,10 @@ async fn the_key_owner_sees_other_accounts_use_of_its_key() {
 
 // ------------------------------------------------------------- kill -9
 
-/// Issue 5: concurrent calls against the real daemon, SIGKILL mid-load,
-/// restart: every call that got an answer (its `x-request-id` noted,
-/// success or error) has its event, and the chain verifies.
+/// Issue 5: concurrent calls (changes among them) against the real daemon,
+/// SIGKILL mid-load, restart: every call that got an answer (its
+/// `x-request-id` noted, success or error) has its event, and the chain
+/// verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_answered_call_has_its_event_after_kill_9() {
     let t = tempfile::tempdir().unwrap();
@@ -1695,7 +1696,7 @@ async fn every_answered_call_has_its_event_after_kill_9() {
                     .map(|v| v.to_str().unwrap().to_owned())
             }
             for i in 0u32.. {
-                let id = match (w + i) % 3 {
+                let id = match (w + i) % 4 {
                     0 => noted(
                         &kms.encrypt(enc_req(
                             &key,
@@ -1709,11 +1710,22 @@ async fn every_answered_call_has_its_event_after_kill_9() {
                         &kms.describe_key(describe_req(&uuid::Uuid::new_v4().to_string()))
                             .await,
                     ),
-                    _ => noted(
+                    2 => noted(
                         &kms.generate_data_key(pb::GenerateDataKeyRequest {
                             key_id: key.clone(),
                             number_of_bytes: Some(32),
                             ..Default::default()
+                        })
+                        .await,
+                    ),
+                    // A change: its write and its event commit together.
+                    _ => noted(
+                        &kms.tag_resource(pb::TagResourceRequest {
+                            key_id: key.clone(),
+                            tags: vec![pb::Tag {
+                                tag_key: format!("w{w}"),
+                                tag_value: i.to_string(),
+                            }],
                         })
                         .await,
                     ),
