@@ -160,11 +160,14 @@ pub fn save_sections(
         Scrubbed(ini::Ini::new())
     };
     for (name, fields) in sections {
-        if let Some(mut old) = ini.0.delete(Some(*name)) {
+        // Every copy of the section (a hand-edited file may repeat it) is
+        // wiped before it goes.
+        for old in ini.0.section_all_mut(Some(*name)) {
             for (_, value) in old.iter_mut() {
                 value.zeroize();
             }
         }
+        ini.0.delete(Some(*name));
         for (k, v) in *fields {
             ini.0.with_section(Some(*name)).set(*k, *v);
         }

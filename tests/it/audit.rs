@@ -1718,7 +1718,7 @@ async fn every_answered_call_has_its_event_after_kill_9() {
                         })
                         .await,
                     ),
-                    // A change: its write and its event commit together.
+                    // A change, served in a call transaction.
                     _ => noted(
                         &kms.tag_resource(pb::TagResourceRequest {
                             key_id: key.clone(),
