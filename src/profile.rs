@@ -93,10 +93,15 @@ impl Scrubbed {
 impl Drop for Scrubbed {
     fn drop(&mut self) {
         for (_, section) in self.0.iter_mut() {
-            for (_, value) in section.iter_mut() {
-                value.zeroize();
-            }
+            wipe(section);
         }
+    }
+}
+
+/// Zeroizes every value of a section in place.
+fn wipe(section: &mut ini::Properties) {
+    for (_, value) in section.iter_mut() {
+        value.zeroize();
     }
 }
 
@@ -162,11 +167,7 @@ pub fn save_sections(
     for (name, fields) in sections {
         // Every copy of the section (a hand-edited file may repeat it) is
         // wiped before it goes.
-        for old in ini.0.section_all_mut(Some(*name)) {
-            for (_, value) in old.iter_mut() {
-                value.zeroize();
-            }
-        }
+        ini.0.section_all_mut(Some(*name)).for_each(wipe);
         ini.0.delete(Some(*name));
         for (k, v) in *fields {
             ini.0.with_section(Some(*name)).set(*k, *v);

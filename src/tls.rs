@@ -2,8 +2,9 @@
 //!
 //! The daemon serves TLS with a certificate and key in PEM files; `kmsd dev
 //! --tls` makes a self-signed pair for `localhost`, `127.0.0.1` and `::1`
-//! once, in `<data dir>/tls/` (mode 0700), and clients trust that certificate as their CA (the
-//! `ca_file` of a profile, `--ca-file` or `KMS_CA_FILE` for kmsctl).
+//! once, in `<data dir>/tls/` (mode 0700), and clients trust that
+//! certificate as their CA (the `ca_file` of a profile, `--ca-file` or
+//! `KMS_CA_FILE` for kmsctl).
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};

@@ -63,14 +63,7 @@ pub fn context(ctx: &EncryptionContext) {
 
 /// ReEncrypt's destination encryption context.
 pub fn destination_context(ctx: &EncryptionContext) {
-    with(|n| {
-        n.destination_context = Some(
-            ctx.entries()
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        )
-    });
+    with(|n| n.destination_context = Some(ctx.entries().clone()));
 }
 
 /// A grant allowed the call.

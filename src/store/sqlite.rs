@@ -146,33 +146,28 @@ pub struct DatabaseLock {
 impl DatabaseLock {
     /// Locks `<db>.lock` (mode 0600), or says which database is already in use.
     pub fn acquire(db: &Path) -> Result<Self> {
-        lock_database(db).map(|file| Self {
-            db: db.to_owned(),
-            _file: file,
-        })
-    }
-}
-
-/// Locks `<db>.lock` (mode 0600), or says which database is already in use.
-fn lock_database(db: &Path) -> Result<File> {
-    let mut name = db.as_os_str().to_owned();
-    name.push(".lock");
-    let path = PathBuf::from(name);
-    let file = match OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-    {
-        Ok(f) => f,
-        Err(source) => return Err(Error::Lock { path, source }),
-    };
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(Error::InUse(path)),
-        Err(TryLockError::Error(source)) => Err(Error::Lock { path, source }),
+        let mut name = db.as_os_str().to_owned();
+        name.push(".lock");
+        let path = PathBuf::from(name);
+        let file = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(source) => return Err(Error::Lock { path, source }),
+        };
+        match file.try_lock() {
+            Ok(()) => Ok(Self {
+                db: db.to_owned(),
+                _file: file,
+            }),
+            Err(TryLockError::WouldBlock) => Err(Error::InUse(path)),
+            Err(TryLockError::Error(source)) => Err(Error::Lock { path, source }),
+        }
     }
 }
 
@@ -234,8 +229,7 @@ impl SqliteStore {
         clock: Arc<dyn Clock>,
         wal_restart_pages: u32,
     ) -> Result<Self> {
-        let path = lock.db.clone();
-        let path = path.as_path();
+        let path = &lock.db.clone();
         let restart_pages = i64::from(wal_restart_pages.max(1));
         let mut writer = Connection::open(path)?;
         let mode: String =
@@ -356,11 +350,13 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Writer) -> Result<T> + Send + 'static,
     {
-        if invalidates
-            && in_call()
-            && call_transaction::<CallLink>().is_none_or(|l| l.store == self.id())
-        {
-            return self.call_write(f).await;
+        if invalidates && in_call() {
+            // A call's transaction on another store leaves this one's
+            // writes to commit on their own.
+            let open = call_transaction::<CallLink>();
+            if open.as_ref().is_none_or(|l| l.store == self.id()) {
+                return self.call_write(open, f).await;
+            }
         }
         let (tx, rx) = oneshot::channel::<Result<T>>();
         let generation = Arc::clone(&self.generation);
@@ -384,9 +380,10 @@ impl SqliteStore {
     }
 
     /// A write of the call being served (see [`super::one_transaction`]):
-    /// applied in the call's open transaction, which the first write opens
-    /// in the writer's next batch. Answers at once, before the commit.
-    async fn call_write<T, F>(&self, f: F) -> Result<T>
+    /// applied in the call's `open` transaction, or in one this first
+    /// write opens in the writer's next batch. Answers at once, before the
+    /// commit.
+    async fn call_write<T, F>(&self, open: Option<CallLink>, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Writer) -> Result<T> + Send + 'static,
@@ -395,7 +392,7 @@ impl SqliteStore {
         let write = CallMsg::Write(Box::new(move |w: &mut Writer| {
             let _ = tx.send(f(w));
         }));
-        match self.call_link() {
+        match open {
             Some(link) => link.messages.send(write).map_err(|_| Error::Closed)?,
             None => {
                 let (messages, inbox) = std::sync::mpsc::channel();
@@ -765,10 +762,10 @@ const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Serves one call's transaction, a savepoint in the writer's batch: its
 /// writes as they come, then its event. Its writes stand only if the event
 /// is written with them; a call that goes away, or has not recorded its
-/// event `timeout` ([`CALL_TIMEOUT`]) after its first write, is undone. A call that failed after
-/// a write keeps it, recorded by its failure event: only AssumeRole can
-/// (its session's insert can fail after its TOTP step was used, which must
-/// stay used). The reply bumps the cache generation and answers the event
+/// event `timeout` ([`CALL_TIMEOUT`]) after its first write, is undone. A
+/// call that failed after a write keeps it, recorded by its failure event:
+/// only AssumeRole can (its session's insert can fail after its TOTP step
+/// was used, which must stay used). The reply bumps the cache generation and answers the event
 /// after the batch commits. If the savepoint cannot be undone or released,
 /// the whole batch is rolled back (and fails), so that no write of the call
 /// can commit without its event.
