@@ -442,5 +442,12 @@ mod tests {
         assert_eq!(report.ratio_to(&baseline), Some(1.0));
         assert_eq!(all_failed.ratio_to(&baseline), Some(0.0));
         assert_eq!(report.ratio_to(&all_failed), None);
+        // Same requests per second, half the successes: the ratio follows
+        // the successes (a ratio of `rps` would say 1.0).
+        let half_failed_baseline = Report {
+            errors: BTreeMap::from([("Unavailable".to_owned(), 700)]),
+            ..report.clone()
+        };
+        assert_eq!(report.ratio_to(&half_failed_baseline), Some(2.0));
     }
 }

@@ -220,6 +220,28 @@ mod tests {
             "s3cr=t"
         );
         assert_eq!(load(&path, "other").unwrap().endpoint, "http://127.0.0.1:2");
+
+        // A section repeated by hand is replaced whole, every copy of it.
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("[other]\nsecret_access_key = stale\n");
+        std::fs::write(&path, text).unwrap();
+        save(
+            &path,
+            "other",
+            &[
+                ("endpoint", "http://127.0.0.1:3"),
+                ("access_key_id", "AKIAOTHER"),
+                ("secret_access_key", "fresh"),
+            ],
+        )
+        .unwrap();
+        let saved = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(saved.matches("[other]").count(), 1, "{saved}");
+        assert!(!saved.contains("stale"), "{saved}");
+        assert_eq!(
+            load(&path, "other").unwrap().secret_access_key.as_str(),
+            "fresh"
+        );
     }
 
     #[test]

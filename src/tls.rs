@@ -174,6 +174,16 @@ mod tests {
         let a = ServerTls::dev(&tls_dir).unwrap();
         let b = ServerTls::dev(&tls_dir).unwrap();
         assert_eq!(a.cert_pem(), b.cert_pem());
+        // It names ::1 (an IP address SAN: tag 0x87, 16 bytes), so clients
+        // verify it over IPv6 loopback too, even on hosts without one.
+        let body: String = String::from_utf8_lossy(a.cert_pem())
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
+        let der = data_encoding::BASE64.decode(body.as_bytes()).unwrap();
+        let mut ipv6_loopback = vec![0x87, 0x10];
+        ipv6_loopback.extend_from_slice(&std::net::Ipv6Addr::LOCALHOST.octets());
+        assert!(contains(&der, &ipv6_loopback), "no ::1 in the certificate");
         use std::os::unix::fs::PermissionsExt;
         let mode = fs::metadata(tls_dir.join("key.pem"))
             .unwrap()

@@ -200,6 +200,10 @@ mod tests {
         assert_eq!(calls.get(), 1, "the oldest was evicted");
         c.get_or_unwrap("e", b"w", counting(&calls, 9)).unwrap();
         assert_eq!(calls.get(), 1, "evicting for a made room by one entry only");
+        c.get_or_unwrap("d", b"w", counting(&calls, 9)).unwrap();
+        assert_eq!(calls.get(), 1, "d, the oldest left, was kept too");
+        c.get_or_unwrap("c", b"w", counting(&calls, 9)).unwrap();
+        assert_eq!(calls.get(), 2, "c, the oldest, was the one evicted");
         c.forget(|k| k == "e");
         let calls = Cell::new(0);
         c.get_or_unwrap("e", b"w", counting(&calls, 7)).unwrap();

@@ -2317,12 +2317,17 @@ mod tests {
     #[tokio::test]
     async fn an_abandoned_calls_writes_are_undone() {
         let dir = tempfile::tempdir().unwrap();
-        let s = store(&dir);
+        let mut s = store(&dir);
+        // Long enough that only the call's going away can end its transaction.
+        s.call_timeout = std::time::Duration::from_secs(60);
         super::super::one_transaction(async {
             s.set_meta("abandoned", "1").await.unwrap();
         })
         .await;
-        s.set_meta("later", "2").await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(10), s.set_meta("later", "2"))
+            .await
+            .expect("the writer let go of the call when it went away")
+            .unwrap();
         assert_eq!(s.get_meta("abandoned").await.unwrap(), None);
         assert_eq!(s.get_meta("later").await.unwrap().as_deref(), Some("2"));
         assert_eq!(events(&s).await, 0);
@@ -2366,10 +2371,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = store(&dir);
         let ran = Arc::new(AtomicUsize::new(0));
+        // Counts a run, and only if the call's write is already committed
+        // (read from a connection of its own).
+        let db = dir.path().join("kmsd.db");
         let hook = |ran: &Arc<AtomicUsize>| {
-            let ran = Arc::clone(ran);
+            let (ran, db) = (Arc::clone(ran), db.clone());
             move || {
-                ran.fetch_add(1, Ordering::SeqCst);
+                let committed: Option<String> = Connection::open(&db)
+                    .unwrap()
+                    .query_row("SELECT value FROM meta WHERE name = 'x'", [], |r| r.get(0))
+                    .optional()
+                    .unwrap();
+                if committed.is_some() {
+                    ran.fetch_add(1, Ordering::SeqCst);
+                }
             }
         };
         super::super::one_transaction(async {
@@ -2386,6 +2401,22 @@ mod tests {
         })
         .await;
         assert_eq!(ran.load(Ordering::SeqCst), 1, "undone, so not run");
+        // Nor when the call's event cannot be written.
+        Connection::open(&db)
+            .unwrap()
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON audit_events \
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            )
+            .unwrap();
+        let refused = super::super::one_transaction(async {
+            s.set_meta("z", "1").await.unwrap();
+            super::super::after_commit(hook(&ran));
+            s.append_audit(AuditRecord::sample()).await
+        })
+        .await;
+        assert!(refused.is_err());
+        assert_eq!(ran.load(Ordering::SeqCst), 1, "event refused, so not run");
         super::super::after_commit(hook(&ran));
         assert_eq!(ran.load(Ordering::SeqCst), 2, "outside a call: at once");
     }
@@ -2433,7 +2464,19 @@ mod tests {
             operation: "Refused".into(),
             ..AuditRecord::sample()
         };
-        let (failed, ok) = tokio::join!(
+        // The writer is held in a job of its own while both calls queue
+        // their first writes, so that the two calls share the next batch.
+        let (entered, inside) = oneshot::channel::<()>();
+        let (open, gate) = std::sync::mpsc::channel::<()>();
+        let (held, failed, ok, ()) = tokio::join!(
+            s.writer_job(
+                move |_| {
+                    let _ = entered.send(());
+                    let _ = gate.recv();
+                    Ok(())
+                },
+                false,
+            ),
             super::super::one_transaction(async {
                 s.set_meta("refused", "1").await.unwrap();
                 s.append_audit(refused).await
@@ -2442,9 +2485,18 @@ mod tests {
                 s.set_meta("kept", "1").await.unwrap();
                 s.append_audit(AuditRecord::sample()).await
             }),
+            async {
+                inside.await.unwrap();
+                open.send(()).unwrap();
+            },
         );
+        held.unwrap();
         assert!(failed.is_err());
-        ok.unwrap();
+        assert_eq!(
+            ok.unwrap(),
+            1,
+            "the chain head was read back after the failed insert"
+        );
         assert_eq!(s.get_meta("refused").await.unwrap(), None);
         assert_eq!(s.get_meta("kept").await.unwrap().as_deref(), Some("1"));
         assert_eq!(events(&s).await, 1);

@@ -1788,8 +1788,6 @@ async fn every_answered_call_has_its_event_after_kill_9() {
 
 // ------------------------------------------------------ unwritable trail
 
-const BLOCK: &str = "CREATE TRIGGER block BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'disk full'); END;";
-
 /// Issue 5: when the trail cannot be written, calls fail with an internal
 /// error instead of going unrecorded; once it can, they work again.
 #[tokio::test]

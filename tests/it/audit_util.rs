@@ -140,6 +140,10 @@ pub fn at_ms(ms: i64) -> prost_types::Timestamp {
 // ------------------------------------------------------------- the table
 
 /// A connection of our own to a daemon's database (it may be running).
+/// A trigger that makes every audit event's insert fail, as a full disk
+/// would (`DROP TRIGGER block` lifts it).
+pub const BLOCK: &str = "CREATE TRIGGER block BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'disk full'); END;";
+
 pub fn open_db(path: &Path) -> Connection {
     let c = Connection::open(path).expect("open the database");
     c.busy_timeout(Duration::from_secs(10))

@@ -242,7 +242,10 @@ async fn a_data_directory_serves_one_daemon_at_a_time() {
     let first = Kmsd::start(&dir);
     // A daemon that did start would rewrite this with its own endpoint.
     let credentials_before = std::fs::read(dir.join("credentials")).expect("credentials");
-    // With --tls, which would make a certificate pair if it got that far.
+    // With --tls, which would make a certificate pair if it got that far;
+    // and without a root key in place, which it would make (or read) if it
+    // got that far.
+    std::fs::rename(dir.join("root.key"), dir.join("root.key.aside")).unwrap();
     let mut second = Command::new(env!("CARGO_BIN_EXE_kmsd"))
         .args(["dev", "--tls", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&dir)
@@ -276,6 +279,11 @@ async fn a_data_directory_serves_one_daemon_at_a_time() {
         "the refused daemon wrote nothing"
     );
     assert!(!dir.join("tls").exists(), "nor made a certificate");
+    assert!(
+        !dir.join("root.key").exists(),
+        "nor touched the root key before finding the lock"
+    );
+    std::fs::rename(dir.join("root.key.aside"), dir.join("root.key")).unwrap();
     let mut kms = kms_client(&first.endpoint, &profile(&dir, "default")).await;
     kms.create_key(pb::CreateKeyRequest::default())
         .await
@@ -763,6 +771,15 @@ async fn kmsctl_bench_reports_every_field() {
         assert_eq!(r["errors"], serde_json::json!({}), "no errors: {r}");
     }
     assert!(out["ratio_to_baseline"].as_f64().unwrap() > 0.0);
+    // The ratio is kmsd's successes per second over the baseline's (the
+    // printed figures are rounded: rates to 0.1, the ratio to 0.001).
+    let sps = |r: &serde_json::Value| r["successes_per_second"].as_f64().unwrap();
+    let expected = sps(&reports[1]) / sps(&reports[0]);
+    let ratio = out["ratio_to_baseline"].as_f64().unwrap();
+    assert!(
+        (ratio - expected).abs() <= (expected * 0.01).max(0.001),
+        "ratio {ratio}, successes give {expected}"
+    );
     let keys = json(&kmsctl(&dir, &["key", "list"], None));
     let key = keys["Keys"][0]["KeyId"].as_str().unwrap().to_owned();
     let described = json(&kmsctl(&dir, &["key", "describe", &key], None));

@@ -951,13 +951,24 @@ async fn a_deleted_access_keys_secret_leaves_the_cache() {
     let r = caller(&d, &carol).await;
     assert!(r.is_ok(), "{r:?}");
     assert_eq!(cached(), before + 1, "carol's secret is cached");
-    d.identity_client(&d.admin)
-        .await
-        .delete_access_key(pb::DeleteAccessKeyRequest {
-            access_key_id: carol.access_key_id.clone(),
-            user_name: Some("carol".into()),
-        })
-        .await
-        .unwrap();
+    let delete = || async {
+        d.identity_client(&d.admin)
+            .await
+            .delete_access_key(pb::DeleteAccessKeyRequest {
+                access_key_id: carol.access_key_id.clone(),
+                user_name: Some("carol".into()),
+            })
+            .await
+    };
+    // A deletion that cannot be recorded is undone, and the secret stays:
+    // it is dropped only once the deletion commits.
+    let db = crate::audit_util::open_db(&d.file("kmsd.db"));
+    db.execute_batch(crate::audit_util::BLOCK).unwrap();
+    assert_err(delete().await, Code::Internal, "KMSInternalException");
+    assert_eq!(cached(), before + 1, "kept while the key still exists");
+    db.execute_batch("DROP TRIGGER block;").unwrap();
+    let r = caller(&d, &carol).await;
+    assert!(r.is_ok(), "carol's key still works: {r:?}");
+    delete().await.unwrap();
     assert_eq!(cached(), before, "and forgotten when the key is deleted");
 }

@@ -592,7 +592,8 @@ async fn the_wal_stays_small_under_steady_load() {
     const MB: u64 = 1 << 20;
     let (mut wal_max, deadline) = (
         0,
-        std::time::Instant::now() + std::time::Duration::from_secs(30),
+        // Generous for a loaded machine; a fast one stops at 48 MB written.
+        std::time::Instant::now() + std::time::Duration::from_secs(90),
     );
     while size(&db).saturating_sub(db_before) < 48 * MB && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
