@@ -17,13 +17,12 @@
 //! - `blob/open/{64B,4KiB}`: `BlobHeader::parse` then `crypto::blob::open`,
 //!   the whole Decrypt cryptography (HKDF, AES-256-GCM check and decrypt
 //!   into zeroizing memory).
-//! - `kdf/hkdf_sha256_message_key`: the per-message key derivation alone.
-//!   `blob.rs` does it in a private helper (`crypto::hkdf32`), so this calls
-//!   the `hkdf` crate exactly as that helper does (salt = the blob's 32-byte
-//!   salt, ikm = the key material, info = `labels::ENCRYPT_V1`, output into a
-//!   zeroizing `Secret<32>`).
-//! - `kdf/message_cipher`: the above plus the AES-256 key schedule
-//!   (`Aes256Gcm::new`), i.e. blob.rs's private `message_cipher`.
+//! - `kdf/hkdf_sha256_message_key`: `crypto::blob::message_key`, the
+//!   per-message key derivation alone (HKDF-SHA256: salt = the blob's
+//!   32-byte salt, ikm = the key material, info = `labels::ENCRYPT_V1`,
+//!   output into a zeroizing `Secret<32>`).
+//! - `kdf/message_cipher`: `crypto::blob::message_cipher`, the above plus
+//!   the AES-256 key schedule (`Aes256Gcm::new`).
 //! - `kdf/rng_salt_and_nonce`: the one `crypto::rng::array` call (44 bytes
 //!   from getrandom: salt and nonce) that `seal` makes per message.
 //! - `wrap/unwrap_key_material`: `crypto::wrap::unwrap_key_material` with a
@@ -72,13 +71,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aes_gcm::Aes256Gcm;
-use aes_gcm::aead::KeyInit;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kmsd::audit::{AuditRecord, GENESIS, Outcome, chain_hash};
 use kmsd::clock::{Clock, SystemClock, Timestamp};
 use kmsd::crypto::secret::SecretBytes;
-use kmsd::crypto::{BlobHeader, EncryptionContext, KeyMaterial, RootKey, Secret, blob, labels};
+use kmsd::crypto::{BlobHeader, EncryptionContext, KeyMaterial, RootKey, blob};
 use kmsd::crypto::{rng, wrap};
 use kmsd::identity::{Caller, Principal};
 use kmsd::kms::{Kms, KmsSettings, allowing_grant, grantee_names};
@@ -179,27 +176,15 @@ fn bench_blob(c: &mut Criterion) {
     g.finish();
 }
 
-/// `crypto::hkdf32` (private), as `blob::message_cipher` calls it.
-fn message_key(salt: &[u8; 32], material: &KeyMaterial) -> Secret<32> {
-    let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(salt), material.expose_secret());
-    let mut out = Secret::<32>::zero();
-    hk.expand_multi_info(&[labels::ENCRYPT_V1], out.expose_secret_mut())
-        .expect("32 bytes is a valid HKDF-SHA256 output length");
-    out
-}
-
 fn bench_kdf(c: &mut Criterion) {
     let material = KeyMaterial::random().expect("rng");
     let salt: [u8; 32] = rng::array().expect("rng");
     let mut g = c.benchmark_group("kdf");
     g.bench_function("hkdf_sha256_message_key", |b| {
-        b.iter(|| message_key(black_box(&salt), &material))
+        b.iter(|| blob::message_key(&material, black_box(&salt)))
     });
     g.bench_function("message_cipher", |b| {
-        b.iter(|| {
-            let k = message_key(black_box(&salt), &material);
-            Aes256Gcm::new(k.expose_secret().into())
-        })
+        b.iter(|| blob::message_cipher(&material, black_box(&salt)))
     });
     g.bench_function("rng_salt_and_nonce", |b| {
         b.iter(|| {

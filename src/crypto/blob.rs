@@ -18,7 +18,7 @@ use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use uuid::Uuid;
 
-use super::secret::SecretBytes;
+use super::secret::{Secret, SecretBytes};
 use super::{EncryptionContext, Error, KeyMaterial, hkdf32, labels, rng};
 
 /// The only blob format version this build writes and reads.
@@ -90,9 +90,20 @@ impl Reader<'_> {
     }
 }
 
-fn message_cipher(material: &KeyMaterial, salt: &[u8; 32]) -> Aes256Gcm {
-    let k = hkdf32(Some(salt), material.expose_secret(), &[labels::ENCRYPT_V1]);
-    Aes256Gcm::new(k.expose_secret().into())
+/// The per-message key of a blob: HKDF-SHA256 of the CMK version's
+/// material, salted with the blob's salt, for `labels::ENCRYPT_V1`.
+/// Public (but not part of the documented API) so that the micro-benchmarks
+/// time this function, not a copy of it.
+#[doc(hidden)]
+pub fn message_key(material: &KeyMaterial, salt: &[u8; 32]) -> Secret<32> {
+    hkdf32(Some(salt), material.expose_secret(), &[labels::ENCRYPT_V1])
+}
+
+/// The AES-256-GCM cipher of one blob: its message key and key schedule.
+/// Public for the micro-benchmarks, as [`message_key`] is.
+#[doc(hidden)]
+pub fn message_cipher(material: &KeyMaterial, salt: &[u8; 32]) -> Aes256Gcm {
+    Aes256Gcm::new(message_key(material, salt).expose_secret().into())
 }
 
 fn aad(header: &[u8; BLOB_HEADER_LEN], ctx: &EncryptionContext) -> Vec<u8> {
