@@ -99,6 +99,12 @@ fn set_call_transaction<T: Send + 'static>(handle: T) {
     let _ = CALL.try_with(|scope| scope.borrow_mut().transaction = Some(Box::new(handle)));
 }
 
+/// Marks the call ended without taking its transaction (it has none on
+/// the store recording its event): later writes commit on their own.
+fn mark_call_ended() {
+    let _ = CALL.try_with(|scope| scope.borrow_mut().ended = true);
+}
+
 /// Ends the call (its event is on its way): takes its open transaction
 /// and what was to run after its commit.
 fn end_call<T: 'static>() -> Option<(T, Vec<AfterCommit>)> {

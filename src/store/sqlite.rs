@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use super::{
     AuditFilter, Error, KeyChange, Result, Store, VersionMaker, call_transaction, end_call,
-    in_call, set_call_transaction,
+    in_call, mark_call_ended, set_call_transaction,
 };
 use crate::audit::{AuditRecord, ChainRow, GENESIS, chain_hash};
 use crate::clock::{Clock, Timestamp};
@@ -2092,6 +2092,10 @@ impl Store for SqliteStore {
             }
             return Ok(seq);
         }
+        // A call that never wrote: its event commits on its own, and so
+        // must anything it writes after it (not be held for an event that
+        // never comes, then undone).
+        mark_call_ended();
         self.writer_job(move |w| append_event(w, &r, prebuilt), false)
             .await
     }
@@ -2309,6 +2313,31 @@ mod tests {
         .await;
         assert_eq!(s.get_meta("first").await.unwrap().as_deref(), Some("1"));
         assert_eq!(s.get_meta("second").await.unwrap().as_deref(), Some("2"));
+        assert_eq!(events(&s).await, 1);
+    }
+
+    /// A write after the event of a call that wrote nothing before it
+    /// commits on its own, like one after the event of a call that did.
+    #[tokio::test]
+    async fn a_write_after_a_read_only_calls_event_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = store(&dir);
+        // Long enough that a write held for an event would still be open.
+        s.call_timeout = std::time::Duration::from_secs(60);
+        super::super::one_transaction(async {
+            s.append_audit(AuditRecord::sample()).await.unwrap();
+            tokio::time::timeout(std::time::Duration::from_secs(10), s.set_meta("after", "1"))
+                .await
+                .expect("answered")
+                .unwrap();
+            assert_eq!(
+                s.get_meta("after").await.unwrap().as_deref(),
+                Some("1"),
+                "committed before the call ends"
+            );
+        })
+        .await;
+        assert_eq!(s.get_meta("after").await.unwrap().as_deref(), Some("1"));
         assert_eq!(events(&s).await, 1);
     }
 
