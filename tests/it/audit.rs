@@ -1676,9 +1676,8 @@ async fn every_answered_call_has_its_event_after_kill_9() {
     let logs = t.path().join("logs");
     let mut dev = DevProcess::start(&data, &logs, "first", "warn").await;
     let admin = dev_creds(&data, "default");
-    let key = create_key(&mut kms_at(&dev.endpoint, &admin).await)
-        .await
-        .key_id;
+    let created = create_key(&mut kms_at(&dev.endpoint, &admin).await).await;
+    let (key, key_arn) = (created.key_id, created.arn);
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let mut workers = Vec::new();
@@ -1767,9 +1766,8 @@ async fn every_answered_call_has_its_event_after_kill_9() {
     let dev = DevProcess::start(&data, &logs, "second", "warn").await;
     let op = dev_creds(&data, "operator");
     let mut a = audit_at(&dev.endpoint, &op.access_key_id, &op.secret, None).await;
-    let recorded: HashSet<String> = ids(&lookup_all(&mut a, Default::default()).await)
-        .into_iter()
-        .collect();
+    let events = lookup_all(&mut a, Default::default()).await;
+    let recorded: HashSet<String> = ids(&events).into_iter().collect();
     let missing: Vec<&String> = answered_ids
         .iter()
         .filter(|id| !recorded.contains(*id))
@@ -1780,6 +1778,25 @@ async fn every_answered_call_has_its_event_after_kill_9() {
         missing.len(),
         answered_ids.len(),
         &missing[..missing.len().min(5)]
+    );
+    // The converse: no change took effect without its event, answered or
+    // not. Every TagResource sets a value its worker never set before, so
+    // each one that committed added one configuration version to the key's
+    // history (after the version CreateKey made).
+    let tag_events = events
+        .iter()
+        .filter(|e| {
+            e.operation == "TagResource"
+                && e.outcome == pb::Outcome::Allowed as i32
+                && e.key_arns.contains(&key_arn)
+        })
+        .count();
+    assert!(tag_events > 0, "the load tagged the key");
+    let versions = history(&mut a, &key_arn, None).await.unwrap().versions;
+    assert_eq!(
+        versions.len(),
+        1 + tag_events,
+        "every committed tag change has its TagResource event"
     );
     let report = verify(&mut a).await;
     assert!(report.valid, "{report:?}");

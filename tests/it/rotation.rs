@@ -103,6 +103,18 @@ async fn enable_key_rotation_period_bounds_and_default() {
     assert!(meta.key_rotation_enabled);
     assert_eq!(meta.rotation_period_in_days, Some(365));
     assert_eq!(meta.next_rotation_date, s.next_rotation_date);
+    // The date is fixed when rotation is enabled, not worked out anew from
+    // the time of each query.
+    d.advance(DAY);
+    assert_eq!(
+        status(&mut kms, &m.key_id)
+            .await
+            .next_rotation_date
+            .as_ref()
+            .map(ts_ms),
+        Some(now + 365 * DAY_MS),
+        "a day later, the next rotation is still a period from when it was enabled"
+    );
 
     // The bounds, by ARN; the period may be changed while enabled.
     for days in [90, 2560] {
