@@ -29,18 +29,30 @@ impl Kms {
         let now = self.clock.now();
         self.purge_unwrapped();
         for id in self.store.keys_due_for_deletion(now).await? {
-            let account = self.store.get_key(id).await?.map(|k| k.account_id);
-            if self.store.destroy_key_if_due(id, now).await? {
-                // No unwrapped copy of the material outlives the key.
-                self.material.forget(|(key, _)| *key == id);
-                report.destroyed += 1;
-                tracing::info!(key_id = %id, "key material destroyed: the deletion window has passed");
-                if let Some(account) = account {
-                    // The key is gone either way; a failed event must not
-                    // stop the rest of the sweep.
-                    if let Err(e) = self.record_service_event("DeleteKey", &account, id).await {
-                        tracing::error!(key_id = %id, error = %e, "could not record the key's destruction in the audit trail");
-                    }
+            // The destruction and its event commit together or not at all:
+            // while the trail cannot be written the key stays pending
+            // deletion (unusable), and a later sweep destroys it.
+            let destroyed = crate::store::one_transaction(async {
+                match self.store.destroy_key_if_due(id, now).await? {
+                    Some(account) => self
+                        .record_service_event("DeleteKey", &account, id)
+                        .await
+                        .map(|_| true),
+                    None => Ok(false),
+                }
+            })
+            .await;
+            match destroyed {
+                Ok(true) => {
+                    // No unwrapped copy of the material outlives the key.
+                    self.material.forget(|(key, _)| *key == id);
+                    report.destroyed += 1;
+                    tracing::info!(key_id = %id, "key material destroyed: the deletion window has passed");
+                }
+                Ok(false) => {}
+                // One key's failure must not stop the rest of the sweep.
+                Err(e) => {
+                    tracing::error!(key_id = %id, error = %e, "key not destroyed: its destruction could not be recorded; a later sweep retries");
                 }
             }
         }
@@ -64,18 +76,23 @@ impl Kms {
             let Some(key) = self.store.get_key(id).await? else {
                 continue;
             };
-            match self.rotate(&key, RotationType::Automatic).await {
+            // As for destruction: the new version and its event commit
+            // together, or the rotation is left to a later sweep.
+            let rotated = crate::store::one_transaction(async {
+                let k = self.rotate(&key, RotationType::Automatic).await?;
+                self.record_service_event("RotateKey", &k.account_id, id)
+                    .await?;
+                Ok::<_, crate::error::KmsError>(k)
+            })
+            .await;
+            match rotated {
                 Ok(k) => {
                     report.rotated += 1;
                     tracing::info!(key_id = %id, version = k.current_version, "key rotated automatically");
-                    if let Err(e) = self
-                        .record_service_event("RotateKey", &k.account_id, id)
-                        .await
-                    {
-                        tracing::error!(key_id = %id, error = %e, "could not record the rotation in the audit trail");
-                    }
                 }
-                Err(e) => tracing::warn!(key_id = %id, error = %e, "automatic rotation failed"),
+                Err(e) => {
+                    tracing::warn!(key_id = %id, error = %e, "automatic rotation failed; a later sweep retries")
+                }
             }
         }
         Ok(report)

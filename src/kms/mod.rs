@@ -285,30 +285,13 @@ impl Kms {
             KeyRef::Id(id) => (caller.account_id.clone(), id),
             KeyRef::KeyArn { account_id, id } => (account_id, id),
             KeyRef::AliasName(name) => {
-                let alias = self
-                    .store
-                    .get_alias(&caller.account_id, &name)
-                    .await?
-                    .ok_or_else(|| {
-                        KmsError::NotFoundException(format!(
-                            "Alias '{}' is not found.",
-                            self.alias_arn(&caller.account_id, &name)
-                        ))
-                    })?;
-                (caller.account_id.clone(), alias.key_id)
+                let account = caller.account_id.clone();
+                let id = self.alias_target(&account, &name).await?;
+                (account, id)
             }
             KeyRef::AliasArn { account_id, name } => {
-                let alias = self
-                    .store
-                    .get_alias(&account_id, &name)
-                    .await?
-                    .ok_or_else(|| {
-                        KmsError::NotFoundException(format!(
-                            "Alias '{}' is not found.",
-                            self.alias_arn(&account_id, &name)
-                        ))
-                    })?;
-                (account_id, alias.key_id)
+                let id = self.alias_target(&account_id, &name).await?;
+                (account_id, id)
             }
         };
         let key = self.store.get_key(id).await?.ok_or_else(not_found)?;
@@ -317,6 +300,17 @@ impl Kms {
         }
         crate::audit::notes::key(&self.key_arn(&key.account_id, key.id));
         Ok(key)
+    }
+
+    /// The key an alias of `account_id` names.
+    async fn alias_target(&self, account_id: &str, name: &str) -> Result<Uuid> {
+        let alias = self.store.get_alias(account_id, name).await?;
+        alias.map(|a| a.key_id).ok_or_else(|| {
+            KmsError::NotFoundException(format!(
+                "Alias '{}' is not found.",
+                self.alias_arn(account_id, name)
+            ))
+        })
     }
 
     fn describe_ref(&self, caller: &Caller, key_id: &str) -> String {

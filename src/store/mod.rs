@@ -256,8 +256,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<KeyVersion>>;
     /// Destroys a key if it is still pending deletion with a date at or
     /// before `now`: every version of its material, its aliases and tags,
-    /// securely deleted. Returns whether it destroyed anything.
-    async fn destroy_key_if_due(&self, id: Uuid, now: Timestamp) -> Result<bool>;
+    /// securely deleted. Returns the destroyed key's account, if it
+    /// destroyed one.
+    async fn destroy_key_if_due(&self, id: Uuid, now: Timestamp) -> Result<Option<String>>;
     /// Keys pending deletion whose date is at or before `now`.
     async fn keys_due_for_deletion(&self, now: Timestamp) -> Result<Vec<Uuid>>;
     /// Keys with automatic rotation due at or before `now`.

@@ -1424,17 +1424,17 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn destroy_key_if_due(&self, id: Uuid, now: Timestamp) -> Result<bool> {
+    async fn destroy_key_if_due(&self, id: Uuid, now: Timestamp) -> Result<Option<String>> {
         let checkpoints = Arc::clone(&self.checkpoints);
         let destroyed = self
             .write(move |c| {
                 let Some(k) = load_key(c, id)? else {
-                    return Ok(false);
+                    return Ok(None);
                 };
                 let due = k.state == KeyState::PendingDeletion
                     && k.deletion_date.is_some_and(|d| d <= now);
                 if !due {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 // With secure_delete on, the freed pages are overwritten with zeros.
                 let idt = id.to_string();
@@ -1448,7 +1448,7 @@ impl Store for SqliteStore {
                     .execute([&idt])?;
                 snapshot_config(c, id, now)?;
                 checkpoints.truncate.store(true, Ordering::SeqCst);
-                Ok(true)
+                Ok(Some(k.account_id))
             })
             .await?;
         Ok(destroyed)

@@ -1860,6 +1860,70 @@ async fn calls_fail_while_the_trail_cannot_be_written() {
     assert!(report.valid, "{report:?}");
 }
 
+/// Issue 5: the sweep's own changes are recorded like a call's. A key due
+/// for destruction, or for automatic rotation, while the trail cannot be
+/// written is left as it is (not destroyed or rotated unrecorded); once
+/// the trail works, the next sweep does it, with its event.
+#[tokio::test]
+async fn the_sweep_changes_nothing_it_cannot_record() {
+    let d = TestDaemon::start().await;
+    let mut kms = d.admin_kms().await;
+    let doomed = create_key(&mut kms).await;
+    let rotating = create_key(&mut kms).await;
+    schedule_deletion(&mut kms, &doomed.key_id, Some(7))
+        .await
+        .unwrap();
+    kms.enable_key_rotation(pb::EnableKeyRotationRequest {
+        key_id: rotating.key_id.clone(),
+        rotation_period_in_days: Some(90),
+    })
+    .await
+    .unwrap();
+    let db = open_db(&d.file("kmsd.db"));
+    let rows = |sql: &str, id: &str| -> i64 { db.query_row(sql, [id], |r| r.get(0)).unwrap() };
+    let versions = "SELECT count(*) FROM key_versions WHERE key_id = ?1";
+    let keys = "SELECT count(*) FROM keys WHERE id = ?1";
+
+    db.execute_batch(BLOCK).unwrap();
+    let before = event_count(&db);
+    d.advance(91 * DAY);
+    let report = d.kms.sweep().await.unwrap();
+    assert_eq!((report.destroyed, report.rotated), (0, 0));
+    assert_eq!(rows(keys, &doomed.key_id), 1, "not destroyed unrecorded");
+    assert_eq!(rows(versions, &doomed.key_id), 1);
+    assert_eq!(
+        rows(versions, &rotating.key_id),
+        1,
+        "not rotated unrecorded"
+    );
+    assert_eq!(event_count(&db), before);
+
+    db.execute_batch("DROP TRIGGER block;").unwrap();
+    // The daemon's own maintenance task may get there first.
+    d.kms.sweep().await.unwrap();
+    assert_eq!(rows(keys, &doomed.key_id), 0, "destroyed once recordable");
+    assert_eq!(rows(versions, &doomed.key_id), 0);
+    assert_eq!(
+        rows(versions, &rotating.key_id),
+        2,
+        "rotated once recordable"
+    );
+    let mut a = audit(&d, &d.admin).await;
+    let events = lookup_all(&mut a, Default::default()).await;
+    let by_service = |op: &str, arn: &str| {
+        events
+            .iter()
+            .filter(|e| {
+                e.operation == op
+                    && e.principal_arn == "kms.amazonaws.com"
+                    && e.key_arns.iter().any(|k| k == arn)
+            })
+            .count()
+    };
+    assert_eq!(by_service("DeleteKey", &doomed.arn), 1);
+    assert_eq!(by_service("RotateKey", &rotating.arn), 1);
+}
+
 /// A change whose call failed because its event could not be written must
 /// not take effect: otherwise the key was created (or scheduled for
 /// deletion) with no event saying who did it.
