@@ -44,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_iam.sql"),
     include_str!("migrations/0003_grants.sql"),
     include_str!("migrations/0004_audit.sql"),
+    include_str!("migrations/0005_drop_audit_by_account.sql"),
 ];
 
 /// Most cached reads kept; the cache is cleared when it is full.
@@ -2282,6 +2283,50 @@ mod tests {
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(rows, 0, "no write of the failed batch was committed");
+    }
+
+    /// A database made by an older build is brought up to date at open:
+    /// version 5 drops the per-account audit index no query used.
+    #[test]
+    fn an_older_database_is_migrated_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kmsd.db");
+        let index = "SELECT count(*) FROM sqlite_master WHERE name = 'audit_by_account'";
+        {
+            let c = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..4] {
+                c.execute_batch(sql).unwrap();
+            }
+            c.pragma_update(None, "user_version", 4).unwrap();
+            let n: i64 = c.query_row(index, [], |r| r.get(0)).unwrap();
+            assert_eq!(n, 1, "version 4 had the index");
+        }
+        let clock = Arc::new(crate::clock::SystemClock) as Arc<dyn Clock>;
+        drop(SqliteStore::open(&path, 1, clock).unwrap());
+        let c = Connection::open(&path).unwrap();
+        let version: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, i64::try_from(MIGRATIONS.len()).unwrap());
+        let n: i64 = c.query_row(index, [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 0, "the index is gone");
+    }
+
+    /// A database from a newer build is refused, not half understood.
+    #[test]
+    fn a_newer_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kmsd.db");
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let clock = Arc::new(crate::clock::SystemClock) as Arc<dyn Clock>;
+        match SqliteStore::open(&path, 1, clock) {
+            Err(Error::TooNew { found: 99, .. }) => {}
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("a newer schema was opened"),
+        }
     }
 
     fn store(dir: &tempfile::TempDir) -> SqliteStore {
