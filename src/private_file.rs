@@ -12,8 +12,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// access (read, write or execute), which a file holding a secret must not;
 /// `None` when it is private.
 pub fn too_open(path: &Path) -> std::io::Result<Option<u32>> {
-    let mode = fs::metadata(path)?.permissions().mode() & 0o777;
-    Ok((mode & 0o077 != 0).then_some(mode))
+    Ok(open_mode(&fs::metadata(path)?))
+}
+
+/// [`too_open`] of metadata already read (`symlink_metadata`, say).
+pub fn open_mode(meta: &fs::Metadata) -> Option<u32> {
+    let mode = meta.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then_some(mode)
 }
 
 /// A fresh name for a temporary file beside `path`: hidden, and unique to
@@ -68,6 +73,38 @@ pub fn sync_parent(path: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
+
+    /// What is not a regular file (a pipe, `/dev/stdout`) is written in
+    /// place, not replaced by a file of the same name.
+    #[test]
+    fn a_fifo_is_written_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("out");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success(), "mkfifo");
+        // Linux opens a FIFO for reading and writing at once without
+        // waiting for a peer; this end reads what write_atomic writes.
+        let mut end = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&fifo)
+            .unwrap();
+        write_atomic(&fifo, b"through the pipe").unwrap();
+        // Checked before reading: from a replaced FIFO nothing would come.
+        let kind = fs::symlink_metadata(&fifo).unwrap().file_type();
+        assert!(
+            kind.is_fifo(),
+            "still the FIFO, not a file put in its place"
+        );
+        let mut got = [0u8; 16];
+        end.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"through the pipe");
+    }
 
     #[test]
     fn replaces_without_touching_neighbours() {

@@ -111,8 +111,9 @@ impl ServerTls {
         // and a directory we may not change is left as it is: `key.pem`
         // is checked on its own below.
         let meta = fs::symlink_metadata(dir).map_err(io(dir))?;
-        let mode = meta.permissions().mode() & 0o777;
-        if meta.is_dir() && mode & 0o077 != 0 {
+        if meta.is_dir()
+            && let Some(mode) = crate::private_file::open_mode(&meta)
+        {
             match fs::set_permissions(dir, fs::Permissions::from_mode(0o700)) {
                 Ok(()) => tracing::warn!(
                     dir = %dir.display(),
