@@ -1,7 +1,7 @@
 //! `kmsctl iam ...`: accounts, users, access keys, groups, roles, inline
 //! policies, MFA and AssumeRole (the IdentityService).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
 use clap::Subcommand;
@@ -10,7 +10,7 @@ use kmsd::pb;
 use serde_json::{Value, json};
 
 use crate::output::print;
-use crate::{Conn, all_pages, ca_file, credentials_path, read_text, ts};
+use crate::{Conn, all_pages, credentials_path, read_text, ts};
 
 #[derive(Debug, Subcommand)]
 pub enum IamCmd {
@@ -131,6 +131,7 @@ pub async fn run_iam(
     iam: &mut IdentityClient,
     conn: &Conn,
     endpoint: &str,
+    ca_file: Option<&Path>,
 ) -> anyhow::Result<()> {
     match cmd {
         IamCmd::CreateAccount { name, save_profile } => {
@@ -151,6 +152,7 @@ pub async fn run_iam(
                     "SavedAsProfile": save_profile,
                 }),
                 conn,
+                ca_file,
                 save_profile.as_deref(),
                 &[
                     ("endpoint", endpoint),
@@ -207,6 +209,7 @@ pub async fn run_iam(
                     "SavedAsProfile": save_profile,
                 }}),
                 conn,
+                ca_file,
                 save_profile.as_deref(),
                 &[
                     ("endpoint", endpoint),
@@ -452,6 +455,7 @@ pub async fn run_iam(
                     "SavedAsProfile": save_profile,
                 }),
                 conn,
+                ca_file,
                 save_profile.as_deref(),
                 &[
                     ("endpoint", endpoint),
@@ -520,13 +524,14 @@ fn profile_name(name: &str) -> Result<String, String> {
 fn print_then_save(
     answer: &Value,
     conn: &Conn,
+    ca_file: Option<&Path>,
     profile: Option<&str>,
     fields: &[(&str, &str)],
 ) -> anyhow::Result<()> {
     let Some(name) = profile else {
         return print(answer);
     };
-    let ca = ca_file(conn).map(|p| std::path::absolute(&p).unwrap_or(p));
+    let ca = ca_file.map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_owned()));
     let ca = ca.as_ref().map(|p| p.display().to_string());
     let mut fields = fields.to_vec();
     if let Some(ca) = &ca {

@@ -608,21 +608,23 @@ fn credentials_path(conn: &Conn) -> anyhow::Result<PathBuf> {
     })
 }
 
-async fn connect_audit(conn: &Conn) -> anyhow::Result<AuditClient> {
-    let (endpoint, auth) = resolve(conn)?;
-    Ok(
-        pb::audit_service_client::AuditServiceClient::with_interceptor(
-            client::connect_with(&endpoint, ca_pem(conn)?.as_deref()).await?,
-            auth,
-        ),
-    )
+/// Where and as whom a command connects.
+struct Target {
+    endpoint: String,
+    auth: BearerAuth,
+    /// The CA certificate to trust for an `https://` endpoint: its file,
+    /// and what it holds (PEM).
+    ca_file: Option<PathBuf>,
+    ca_pem: Option<Vec<u8>>,
 }
 
-/// The endpoint and credentials to use: `--access-key-id` and
-/// `--secret-access-key` (or `KMS_ACCESS_KEY_ID`, `KMS_SECRET_ACCESS_KEY`,
-/// `KMS_SESSION_TOKEN`) if given, else the profile; `--endpoint`
-/// (`KMS_ENDPOINT`) overrides the profile's endpoint.
-fn resolve(conn: &Conn) -> anyhow::Result<(String, BearerAuth)> {
+/// The endpoint, credentials and CA to use, with the credentials file
+/// read at most once: `--access-key-id` and `--secret-access-key` (or
+/// `KMS_ACCESS_KEY_ID`, `KMS_SECRET_ACCESS_KEY`, `KMS_SESSION_TOKEN`) if
+/// given, else the profile's; `--endpoint` (`KMS_ENDPOINT`) and
+/// `--ca-file` (`KMS_CA_FILE`) override the profile's `endpoint` and
+/// `ca_file`.
+fn resolve(conn: &Conn) -> anyhow::Result<Target> {
     if conn.access_key_id.is_some() != conn.secret_access_key.is_some()
         || (conn.session_token.is_some() && conn.access_key_id.is_none())
     {
@@ -633,23 +635,42 @@ fn resolve(conn: &Conn) -> anyhow::Result<(String, BearerAuth)> {
         )
         .into());
     }
+    let overridden = conn.access_key_id.is_some();
+    // Not needed at all when the environment gives credentials, endpoint
+    // and CA file.
+    let profile = if overridden && conn.endpoint.is_some() && conn.ca_file.is_some() {
+        None
+    } else {
+        Some(credentials_path(conn).and_then(|path| Ok(kmsd::profile::load(&path, &conn.profile)?)))
+    };
+    let loaded = profile.as_ref().and_then(|p| p.as_ref().ok());
+    let ca_file = conn
+        .ca_file
+        .clone()
+        .or_else(|| loaded.and_then(|p| p.ca_file.clone()));
+    let ca_pem = ca_file.as_deref().map(client::read_ca).transpose()?;
     if let (Some(id), Some(secret)) = (&conn.access_key_id, &conn.secret_access_key) {
-        let endpoint = match &conn.endpoint {
-            Some(e) => e.clone(),
-            None => kmsd::profile::load(&credentials_path(conn)?, &conn.profile)
-                .map(|p| p.endpoint)
-                .map_err(|_| {
-                    anyhow!(
-                        "with credentials from the environment, give --endpoint or KMS_ENDPOINT"
-                    )
-                })?,
+        let endpoint = match (&conn.endpoint, loaded) {
+            (Some(e), _) => e.clone(),
+            (None, Some(p)) => p.endpoint.clone(),
+            (None, None) => {
+                return Err(anyhow!(
+                    "with credentials from the environment, give --endpoint or KMS_ENDPOINT"
+                ));
+            }
         };
-        return Ok((
+        let auth = BearerAuth::new(id, secret, conn.session_token.as_deref())?;
+        return Ok(Target {
             endpoint,
-            BearerAuth::new(id, secret, conn.session_token.as_deref())?,
-        ));
+            auth,
+            ca_file,
+            ca_pem,
+        });
     }
-    let profile = kmsd::profile::load(&credentials_path(conn)?, &conn.profile)?;
+    let profile = match profile {
+        Some(p) => p?,
+        None => unreachable!("the profile is read unless credentials are overridden"),
+    };
     let endpoint = conn
         .endpoint
         .clone()
@@ -659,31 +680,36 @@ fn resolve(conn: &Conn) -> anyhow::Result<(String, BearerAuth)> {
         &profile.secret_access_key,
         profile.session_token.as_ref().map(|t| t.as_str()),
     )?;
-    Ok((endpoint, auth))
+    Ok(Target {
+        endpoint,
+        auth,
+        ca_file,
+        ca_pem,
+    })
 }
 
-/// The CA certificate file to trust: `--ca-file` (`KMS_CA_FILE`), else the
-/// profile's `ca_file`, if any.
-fn ca_file(conn: &Conn) -> Option<PathBuf> {
-    match &conn.ca_file {
-        Some(p) => Some(p.clone()),
-        None => credentials_path(conn)
-            .ok()
-            .and_then(|f| kmsd::profile::load(&f, &conn.profile).ok())
-            .and_then(|p| p.ca_file),
-    }
+/// A command's one connection, every client on it, and where it goes.
+struct Session {
+    kms: KmsClient,
+    iam: IdentityClient,
+    audit: AuditClient,
+    target: Target,
 }
 
-/// The CA certificate to trust, read.
-fn ca_pem(conn: &Conn) -> anyhow::Result<Option<Vec<u8>>> {
-    Ok(ca_file(conn).as_deref().map(client::read_ca).transpose()?)
-}
-
-async fn connect(conn: &Conn) -> anyhow::Result<(KmsClient, IdentityClient, String)> {
-    let (endpoint, auth) = resolve(conn)?;
-    let channel = client::connect_with(&endpoint, ca_pem(conn)?.as_deref()).await?;
-    let (kms, iam) = client::clients(channel, auth);
-    Ok((kms, iam, endpoint))
+async fn connect(conn: &Conn) -> anyhow::Result<Session> {
+    let target = resolve(conn)?;
+    let channel = client::connect_with(&target.endpoint, target.ca_pem.as_deref()).await?;
+    let audit = pb::audit_service_client::AuditServiceClient::with_interceptor(
+        channel.clone(),
+        target.auth.clone(),
+    );
+    let (kms, iam) = client::clients(channel, target.auth.clone());
+    Ok(Session {
+        kms,
+        iam,
+        audit,
+        target,
+    })
 }
 
 fn ts(t: Option<&prost_types::Timestamp>) -> Value {
@@ -786,7 +812,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             other => Ok(other?),
         };
     }
-    let (mut kms, mut iam, endpoint) = connect(&cli.conn).await?;
+    let Session {
+        mut kms,
+        mut iam,
+        audit,
+        target,
+    } = connect(&cli.conn).await?;
+    let endpoint = target.endpoint.as_str();
     match cli.command {
         Command::Completions { .. } => Ok(()),
         Command::Whoami => {
@@ -1093,10 +1125,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
         },
-        Command::Iam(cmd) => run_iam(cmd, &mut iam, &cli.conn, &endpoint).await,
+        Command::Iam(cmd) => {
+            run_iam(
+                cmd,
+                &mut iam,
+                &cli.conn,
+                endpoint,
+                target.ca_file.as_deref(),
+            )
+            .await
+        }
         Command::Grant(cmd) => run_grant(cmd, &mut kms).await,
-        Command::Audit(cmd) => run_audit(cmd, &cli.conn).await,
-        Command::Bench(args) => run_bench(args, &cli.conn, &mut kms, &endpoint).await,
+        Command::Audit(cmd) => run_audit(cmd, audit).await,
+        Command::Bench(args) => run_bench(args, &target, &mut kms).await,
         Command::Encrypt {
             key,
             context: ctx,
@@ -1430,8 +1471,7 @@ fn outcome(s: &str) -> anyhow::Result<i32> {
     } as i32)
 }
 
-async fn run_audit(cmd: AuditCmd, conn: &Conn) -> anyhow::Result<()> {
-    let mut audit = connect_audit(conn).await?;
+async fn run_audit(cmd: AuditCmd, mut audit: AuditClient) -> anyhow::Result<()> {
     match cmd {
         AuditCmd::Lookup {
             key,
@@ -1566,12 +1606,8 @@ fn report_json(r: &kmsd::bench::Report) -> Value {
     })
 }
 
-async fn run_bench(
-    a: BenchArgs,
-    conn: &Conn,
-    kms: &mut KmsClient,
-    endpoint: &str,
-) -> anyhow::Result<()> {
+async fn run_bench(a: BenchArgs, target: &Target, kms: &mut KmsClient) -> anyhow::Result<()> {
+    let endpoint = target.endpoint.as_str();
     use kmsd::bench::{LoadShape, run_baseline, run_kms, start_baseline};
     // The other counts are range-checked by clap.
     if !(a.duration.is_finite() && a.duration > 0.0) {
@@ -1587,7 +1623,7 @@ async fn run_bench(
             .then(|| std::time::Duration::from_secs_f64(a.duration.max(0.1))),
         requests: a.requests,
         payload_size: a.payload_size,
-        ca_pem: ca_pem(conn)?,
+        ca_pem: target.ca_pem.clone(),
     };
     // The baseline speaks TLS when kmsd does, with a certificate made for
     // the run, so that the two figures cost the same handshakes and record
@@ -1613,7 +1649,7 @@ async fn run_bench(
         };
         Some((server, stop, shape))
     };
-    let (_, auth) = resolve(conn)?;
+    let auth = target.auth.clone();
     let (key, created) = match (&a.key, a.baseline) {
         (_, true) => (None, false),
         (Some(k), false) => (Some(k.clone()), false),
