@@ -782,6 +782,7 @@ fn run_call(
         tracing::error!(error = %e, "could not open a call's transaction");
         return undone;
     }
+    let changes_before = w.conn.total_changes();
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let wait = deadline.saturating_duration_since(std::time::Instant::now());
@@ -822,7 +823,13 @@ fn run_call(
                 });
             }
             Err(e) => {
-                tracing::warn!(error = %e, "a call left without recording its event; its writes are undone");
+                if w.conn.total_changes() == changes_before {
+                    // A write that found nothing to do (a key no longer
+                    // due for destruction, say): nothing to undo.
+                    tracing::debug!(error = %e, "a call that changed nothing left without an event");
+                } else {
+                    tracing::warn!(error = %e, "a call left without recording its event; its writes are undone");
+                }
                 if let Err(e) =
                     undo_call(&w.conn).and_then(|()| Ok(w.conn.execute_batch("RELEASE call")?))
                 {
