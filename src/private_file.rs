@@ -101,8 +101,17 @@ mod tests {
             kind.is_fifo(),
             "still the FIFO, not a file put in its place"
         );
-        let mut got = [0u8; 16];
-        end.read_exact(&mut got).unwrap();
+        // Read on a thread and waited for with a bound: a write_atomic
+        // that wrote nothing would otherwise leave the read blocked.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut got = [0u8; 16];
+            let _ = tx.send(end.read_exact(&mut got).map(|()| got));
+        });
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the bytes came through the FIFO")
+            .unwrap();
         assert_eq!(&got, b"through the pipe");
     }
 

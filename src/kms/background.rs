@@ -52,7 +52,7 @@ impl Kms {
                 Ok(false) => {}
                 // One key's failure must not stop the rest of the sweep.
                 Err(e) => {
-                    tracing::error!(key_id = %id, error = %e, "key not destroyed: its destruction could not be recorded; a later sweep retries");
+                    tracing::error!(key_id = %id, error = %e, "key not destroyed (the destruction or its event failed); a later sweep retries");
                 }
             }
         }

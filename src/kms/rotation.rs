@@ -35,6 +35,26 @@ fn check_enabled(k: &KeyRecord, arn: &str) -> Result<()> {
     }
 }
 
+/// Moves `k` to its next version of material, as a rotation of kind `how`
+/// at `now`. An automatic one must still be due on the row being changed:
+/// the sweep found it due, but a DisableKeyRotation or a new period may
+/// have committed since.
+fn next_version(k: &mut KeyRecord, arn: &str, how: RotationType, now: Timestamp) -> Result<()> {
+    check_enabled(k, arn)?;
+    if how == RotationType::Automatic
+        && !(k.rotation_enabled && k.next_rotation.is_some_and(|d| d <= now))
+    {
+        return Err(KmsError::KMSInvalidStateException(format!(
+            "automatic rotation of {arn} is no longer due"
+        )));
+    }
+    k.current_version += 1;
+    if how == RotationType::Automatic {
+        k.next_rotation = k.rotation_period_days.map(|d| now.plus_days(d));
+    }
+    Ok(())
+}
+
 impl Kms {
     /// EnableKeyRotation: the first rotation comes one period from now.
     pub async fn enable_key_rotation(
@@ -126,14 +146,7 @@ impl Kms {
         let arn = self.key_arn(&key.account_id, key.id);
         let now = self.clock.now();
         let root = std::sync::Arc::clone(&self.root);
-        let change = Box::new(move |k: &mut KeyRecord| {
-            check_enabled(k, &arn)?;
-            k.current_version += 1;
-            if how == RotationType::Automatic {
-                k.next_rotation = k.rotation_period_days.map(|d| now.plus_days(d));
-            }
-            Ok(())
-        });
+        let change = Box::new(move |k: &mut KeyRecord| next_version(k, &arn, how, now));
         let make_version = Box::new(move |k: &KeyRecord| {
             let material = KeyMaterial::random()?;
             Ok(KeyVersion {
@@ -175,5 +188,55 @@ impl Kms {
             .list_key_versions(key.id, Some(after), limit + 1)
             .await?;
         Ok(paging::page(versions, limit, |v| v.version.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rotating_key(next: Option<i64>) -> KeyRecord {
+        KeyRecord {
+            id: uuid::Uuid::nil(),
+            account_id: "111122223333".into(),
+            description: String::new(),
+            state: KeyState::Enabled,
+            created: Timestamp(0),
+            deletion_date: None,
+            pending_window_days: None,
+            rotation_enabled: next.is_some(),
+            rotation_period_days: next.map(|_| 90),
+            next_rotation: next.map(Timestamp),
+            current_version: 1,
+            policy: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_automatic_rotation_runs_only_when_still_due() {
+        let now = Timestamp(1_000);
+        // Rotation disabled, or the date moved on, since the sweep looked.
+        for mut k in [rotating_key(None), rotating_key(Some(1_001))] {
+            let before = k.clone();
+            assert!(matches!(
+                next_version(&mut k, "arn", RotationType::Automatic, now),
+                Err(KmsError::KMSInvalidStateException(_))
+            ));
+            assert_eq!(k, before, "nothing changed");
+        }
+        let mut k = rotating_key(Some(1_000));
+        next_version(&mut k, "arn", RotationType::Automatic, now).unwrap();
+        assert_eq!(k.current_version, 2);
+        assert_eq!(k.next_rotation, Some(now.plus_days(90)));
+    }
+
+    #[test]
+    fn an_on_demand_rotation_leaves_the_schedule_alone() {
+        for next in [None, Some(5_000)] {
+            let mut k = rotating_key(next);
+            next_version(&mut k, "arn", RotationType::OnDemand, Timestamp(1_000)).unwrap();
+            assert_eq!(k.current_version, 2);
+            assert_eq!(k.next_rotation, next.map(Timestamp));
+        }
     }
 }

@@ -99,10 +99,16 @@ fn set_call_transaction<T: Send + 'static>(handle: T) {
     let _ = CALL.try_with(|scope| scope.borrow_mut().transaction = Some(Box::new(handle)));
 }
 
-/// Marks the call ended without taking its transaction (it has none on
-/// the store recording its event): later writes commit on their own.
+/// Marks the call ended if it has written nothing (its event is on its
+/// way): later writes commit on their own. A call with a transaction open
+/// on another store is left to that store's event.
 fn mark_call_ended() {
-    let _ = CALL.try_with(|scope| scope.borrow_mut().ended = true);
+    let _ = CALL.try_with(|scope| {
+        let mut scope = scope.borrow_mut();
+        if scope.transaction.is_none() {
+            scope.ended = true;
+        }
+    });
 }
 
 /// Ends the call (its event is on its way): takes its open transaction

@@ -648,7 +648,8 @@ fn resolve(conn: &Conn) -> anyhow::Result<Target> {
         .ca_file
         .clone()
         .or_else(|| loaded.and_then(|p| p.ca_file.clone()));
-    let ca_pem = ca_file.as_deref().map(client::read_ca).transpose()?;
+    // Read once the credentials are settled, so that their errors come first.
+    let read_ca = |f: &Option<PathBuf>| f.as_deref().map(client::read_ca).transpose();
     if let (Some(id), Some(secret)) = (&conn.access_key_id, &conn.secret_access_key) {
         let endpoint = match (&conn.endpoint, loaded) {
             (Some(e), _) => e.clone(),
@@ -663,8 +664,8 @@ fn resolve(conn: &Conn) -> anyhow::Result<Target> {
         return Ok(Target {
             endpoint,
             auth,
+            ca_pem: read_ca(&ca_file)?,
             ca_file,
-            ca_pem,
         });
     }
     let profile = match profile {
@@ -683,8 +684,8 @@ fn resolve(conn: &Conn) -> anyhow::Result<Target> {
     Ok(Target {
         endpoint,
         auth,
+        ca_pem: read_ca(&ca_file)?,
         ca_file,
-        ca_pem,
     })
 }
 
