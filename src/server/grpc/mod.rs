@@ -171,7 +171,13 @@ impl Handler {
             }
         }
         let mut response = result.map(Response::new).map_err(Status::from);
-        if let Ok(value) = request_id.to_string().parse() {
+        if let Ok(mut value) = request_id
+            .to_string()
+            .parse::<tonic::metadata::MetadataValue<_>>()
+        {
+            // Never indexed by HPACK: a value used once would only push
+            // the connection's reusable headers out of its table.
+            value.set_sensitive(true);
             match &mut response {
                 Ok(r) => r.metadata_mut().insert("x-request-id", value),
                 Err(s) => s.metadata_mut().insert("x-request-id", value),
