@@ -102,6 +102,8 @@ impl Handler {
         // uuid's own generator then reports it the same way.
         let (request_id, event_id) = crate::crypto::rng::uuid_pair()
             .unwrap_or_else(|_| (uuid::Uuid::new_v4(), uuid::Uuid::new_v4()));
+        // Formatted once: for the event and for the response's header.
+        let request_id = request_id.to_string();
         let source_ip = req
             .remote_addr()
             .map(|a| a.ip().to_string())
@@ -171,10 +173,7 @@ impl Handler {
             }
         }
         let mut response = result.map(Response::new).map_err(Status::from);
-        if let Ok(mut value) = request_id
-            .to_string()
-            .parse::<tonic::metadata::MetadataValue<_>>()
-        {
+        if let Ok(mut value) = request_id.parse::<tonic::metadata::MetadataValue<_>>() {
             // Never indexed by HPACK: a value used once would only push
             // the connection's reusable headers out of its table.
             value.set_sensitive(true);
@@ -191,7 +190,7 @@ impl Handler {
     fn audit_record(
         &self,
         op: &str,
-        request_id: &uuid::Uuid,
+        request_id: &str,
         event_id: &uuid::Uuid,
         caller: Option<&Caller>,
         presented_key: String,
@@ -210,7 +209,7 @@ impl Handler {
         AuditRecord {
             event_id: event_id.to_string(),
             time: self.kms.clock().now(),
-            request_id: request_id.to_string(),
+            request_id: request_id.to_owned(),
             account_id: caller.map(|c| c.account_id.clone()).unwrap_or_default(),
             principal_arn: caller.map(|c| c.arn.clone()).unwrap_or_default(),
             identity_type,
