@@ -230,7 +230,7 @@ impl SqliteStore {
         clock: Arc<dyn Clock>,
         wal_restart_pages: u32,
     ) -> Result<Self> {
-        let path = &lock.db.clone();
+        let path = lock.db.as_path();
         let restart_pages = i64::from(wal_restart_pages.max(1));
         let mut writer = Connection::open(path)?;
         let mode: String =
@@ -2308,8 +2308,7 @@ mod tests {
             let n: i64 = c.query_row(index, [], |r| r.get(0)).unwrap();
             assert_eq!(n, 1, "version 4 had the index");
         }
-        let clock = Arc::new(crate::clock::SystemClock) as Arc<dyn Clock>;
-        drop(SqliteStore::open(&path, 1, clock).unwrap());
+        drop(store(&dir));
         let c = Connection::open(&path).unwrap();
         let version: i64 = c
             .pragma_query_value(None, "user_version", |r| r.get(0))
@@ -2328,17 +2327,21 @@ mod tests {
             .unwrap()
             .pragma_update(None, "user_version", 99)
             .unwrap();
-        let clock = Arc::new(crate::clock::SystemClock) as Arc<dyn Clock>;
-        match SqliteStore::open(&path, 1, clock) {
+        match open_store(&dir) {
             Err(Error::TooNew { found: 99, .. }) => {}
             Err(e) => panic!("wrong error: {e}"),
             Ok(_) => panic!("a newer schema was opened"),
         }
     }
 
-    fn store(dir: &tempfile::TempDir) -> SqliteStore {
+    /// The store at `<dir>/kmsd.db`, opened (created, migrated) now.
+    fn open_store(dir: &tempfile::TempDir) -> Result<SqliteStore> {
         let clock = Arc::new(crate::clock::SystemClock) as Arc<dyn Clock>;
-        SqliteStore::open(&dir.path().join("kmsd.db"), 2, clock).unwrap()
+        SqliteStore::open(&dir.path().join("kmsd.db"), 2, clock)
+    }
+
+    fn store(dir: &tempfile::TempDir) -> SqliteStore {
+        open_store(dir).unwrap()
     }
 
     async fn events(s: &SqliteStore) -> usize {
