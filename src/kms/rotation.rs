@@ -215,8 +215,17 @@ mod tests {
     #[test]
     fn an_automatic_rotation_runs_only_when_still_due() {
         let now = Timestamp(1_000);
-        // Rotation disabled, or the date moved on, since the sweep looked.
-        for mut k in [rotating_key(None), rotating_key(Some(1_001))] {
+        // Rotation disabled (its date cleared, or left as it was), or the
+        // date moved on, since the sweep looked.
+        let disabled_with_a_date = KeyRecord {
+            rotation_enabled: false,
+            ..rotating_key(Some(1_000))
+        };
+        for mut k in [
+            rotating_key(None),
+            disabled_with_a_date,
+            rotating_key(Some(1_001)),
+        ] {
             let before = k.clone();
             assert!(matches!(
                 next_version(&mut k, "arn", RotationType::Automatic, now),

@@ -2513,19 +2513,25 @@ mod tests {
         let mut s = store(&dir);
         s.call_timeout = std::time::Duration::from_millis(50);
         let s = Arc::new(s);
-        let late = super::super::one_transaction(async {
-            s.set_meta("late", "1").await.unwrap();
-            // A write from another task (outside the call) queues behind
-            // the call's transaction: it is served only once the writer
-            // has given up on the call, so no timing is guessed here.
-            let other = Arc::clone(&s);
-            tokio::spawn(async move { other.set_meta("other", "1").await })
-                .await
-                .unwrap()
-                .unwrap();
-            s.append_audit(AuditRecord::sample()).await
-        })
-        .await;
+        // Bounded: without its deadline the writer would hold the call
+        // for ever, and the test must fail rather than hang.
+        let late = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            super::super::one_transaction(async {
+                s.set_meta("late", "1").await.unwrap();
+                // A write from another task (outside the call) queues behind
+                // the call's transaction: it is served only once the writer
+                // has given up on the call, so no timing is guessed here.
+                let other = Arc::clone(&s);
+                tokio::spawn(async move { other.set_meta("other", "1").await })
+                    .await
+                    .unwrap()
+                    .unwrap();
+                s.append_audit(AuditRecord::sample()).await
+            }),
+        )
+        .await
+        .expect("the writer gave up on the call at its deadline");
         assert!(matches!(late, Err(Error::Closed)), "{late:?}");
         assert_eq!(s.get_meta("late").await.unwrap(), None);
         assert_eq!(s.get_meta("other").await.unwrap().as_deref(), Some("1"));
