@@ -1935,6 +1935,15 @@ async fn a_change_refused_for_want_of_a_trail_does_not_take_effect() {
     let key = create_key(&mut kms).await;
     let keys_before = all_key_ids(&mut kms).await.len();
     let db = open_db(&d.file("kmsd.db"));
+    let versions = |db: &rusqlite::Connection| -> i64 {
+        db.query_row(
+            "SELECT count(*) FROM key_config_history WHERE key_id = ?1",
+            [&key.key_id],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let versions_before = versions(&db);
     db.execute_batch(BLOCK).unwrap();
     assert_err(
         kms.create_key(pb::CreateKeyRequest::default()).await,
@@ -1946,7 +1955,63 @@ async fn a_change_refused_for_want_of_a_trail_does_not_take_effect() {
         Code::Internal,
         "KMSInternalException",
     );
+    // Other changes, each by another path into the store.
+    let blocked = "blocked by the trail";
+    let others = [
+        error_name(
+            &kms.tag_resource(pb::TagResourceRequest {
+                key_id: key.key_id.clone(),
+                tags: vec![pb::Tag {
+                    tag_key: "k".into(),
+                    tag_value: blocked.into(),
+                }],
+            })
+            .await
+            .unwrap_err(),
+        ),
+        error_name(
+            &kms.create_alias(pb::CreateAliasRequest {
+                alias_name: "alias/blocked".into(),
+                target_key_id: key.key_id.clone(),
+            })
+            .await
+            .unwrap_err(),
+        ),
+        error_name(
+            &kms.update_key_description(pb::UpdateKeyDescriptionRequest {
+                key_id: key.key_id.clone(),
+                description: blocked.into(),
+            })
+            .await
+            .unwrap_err(),
+        ),
+        error_name(
+            &kms.enable_key_rotation(pb::EnableKeyRotationRequest {
+                key_id: key.key_id.clone(),
+                rotation_period_in_days: None,
+            })
+            .await
+            .unwrap_err(),
+        ),
+    ];
+    assert!(
+        others.iter().all(|n| n == "KMSInternalException"),
+        "{others:?}"
+    );
     db.execute_batch("DROP TRIGGER block;").unwrap();
+    assert_eq!(
+        versions(&db),
+        versions_before,
+        "no configuration change of the key took effect unrecorded"
+    );
+    let aliases: i64 = db
+        .query_row(
+            "SELECT count(*) FROM aliases WHERE name = 'alias/blocked'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(aliases, 0, "no alias was created unrecorded");
     let state = describe(&mut kms, &key.key_id).await.unwrap().key_state;
     let keys_after = all_key_ids(&mut kms).await.len();
     let mut wrong = Vec::new();
