@@ -203,6 +203,20 @@ mod tests {
         let dir_mode = fs::metadata(&tls_dir).unwrap().permissions().mode();
         assert_eq!(dir_mode & 0o777, 0o700, "the directory holding the key");
         assert!(!format!("{a:?}").contains("PRIVATE"));
+        // An existing pair in a directory an older kmsd made 0755: the
+        // directory is tightened when the pair is reused.
+        fs::set_permissions(&tls_dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let c = ServerTls::dev(&tls_dir).unwrap();
+        assert_eq!(c.cert_pem(), a.cert_pem(), "the pair was reused");
+        let dir_mode = fs::metadata(&tls_dir).unwrap().permissions().mode();
+        assert_eq!(dir_mode & 0o777, 0o700, "tightened on reuse");
+        // Reached through a symbolic link, it is left as it is.
+        let link = dir.path().join("tls-link");
+        std::os::unix::fs::symlink(&tls_dir, &link).unwrap();
+        fs::set_permissions(&tls_dir, fs::Permissions::from_mode(0o755)).unwrap();
+        ServerTls::dev(&link).unwrap();
+        let dir_mode = fs::metadata(&tls_dir).unwrap().permissions().mode();
+        assert_eq!(dir_mode & 0o777, 0o755, "not changed through a link");
     }
 
     #[test]
