@@ -2554,11 +2554,14 @@ mod tests {
             operation: "Refused".into(),
             ..AuditRecord::sample()
         };
-        // The writer is held in a job of its own while both calls queue
-        // their first writes, so that the two calls share the next batch.
+        // The writer is held in a job of its own (already running, so in
+        // a batch of its own) while both calls queue their first writes,
+        // and let go only once both are queued: the two calls share the
+        // next batch.
         let (entered, inside) = oneshot::channel::<()>();
         let (open, gate) = std::sync::mpsc::channel::<()>();
-        let (held, failed, ok, ()) = tokio::join!(
+        let jobs = s.jobs.clone().unwrap();
+        let (held, (failed, ok, ())) = tokio::join!(
             s.writer_job(
                 move |_| {
                     let _ = entered.send(());
@@ -2567,17 +2570,24 @@ mod tests {
                 },
                 false,
             ),
-            super::super::one_transaction(async {
-                s.set_meta("refused", "1").await.unwrap();
-                s.append_audit(refused).await
-            }),
-            super::super::one_transaction(async {
-                s.set_meta("kept", "1").await.unwrap();
-                s.append_audit(AuditRecord::sample()).await
-            }),
             async {
                 inside.await.unwrap();
-                open.send(()).unwrap();
+                tokio::join!(
+                    super::super::one_transaction(async {
+                        s.set_meta("refused", "1").await.unwrap();
+                        s.append_audit(refused).await
+                    }),
+                    super::super::one_transaction(async {
+                        s.set_meta("kept", "1").await.unwrap();
+                        s.append_audit(AuditRecord::sample()).await
+                    }),
+                    async {
+                        while jobs.max_capacity() - jobs.capacity() < 2 {
+                            tokio::task::yield_now().await;
+                        }
+                        open.send(()).unwrap();
+                    },
+                )
             },
         );
         held.unwrap();
