@@ -217,35 +217,33 @@ fn dev_refuses_a_non_loopback_address() {
 #[test]
 fn dev_reads_its_own_tls_pair_first() {
     let (t, dir) = data_dir();
+    // kmsd dev with this pair: its exit code and what it printed.
+    let run = |cert: &Path, key: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_kmsd"))
+            .args(["dev", "--listen", "127.0.0.1:0", "--tls-cert"])
+            .arg(cert)
+            .arg("--tls-key")
+            .arg(key)
+            .arg("--data-dir")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
     let missing = t.path().join("missing.pem");
-    let out = Command::new(env!("CARGO_BIN_EXE_kmsd"))
-        .args(["dev", "--listen", "127.0.0.1:0", "--tls-cert"])
-        .arg(&missing)
-        .arg("--tls-key")
-        .arg(&missing)
-        .arg("--data-dir")
-        .arg(&dir)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (code, stderr) = run(&missing, &missing);
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("--tls-cert"), "{stderr}");
     assert!(!dir.exists(), "refused before making anything");
     // A good certificate but no key: the key too is read first.
     let cert = t.path().join("cert.pem");
     let pair = kmsd::tls::ServerTls::self_signed(&["localhost"]).unwrap();
     std::fs::write(&cert, pair.cert_pem()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_kmsd"))
-        .args(["dev", "--listen", "127.0.0.1:0", "--tls-cert"])
-        .arg(&cert)
-        .arg("--tls-key")
-        .arg(&missing)
-        .arg("--data-dir")
-        .arg(&dir)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (code, stderr) = run(&cert, &missing);
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("--tls-key"), "{stderr}");
     assert!(
         !dir.exists(),
