@@ -190,6 +190,7 @@ impl Kms {
                 "name must be at most 256 characters of letters, digits and :/_-",
             ));
         }
+        self.refuse_alias(&input.key_id)?;
         let key = self.find_key(caller, &input.key_id).await?;
         // Authorized first: a caller who may not create grants on the key
         // learns nothing of its state.
@@ -288,7 +289,7 @@ impl Kms {
                 "grant id '{g}' is not valid"
             )));
         }
-        let key = self.resolve(caller, key_id, "ListGrants", None).await?;
+        let key = self.resolve_key_only(caller, key_id, "ListGrants").await?;
         let grants = self
             .store
             .list_grants(key.id, grant_id, grantee, after.as_deref(), limit + 1)
@@ -356,6 +357,7 @@ impl Kms {
         let not_found = || KmsError::NotFoundException(format!("Grant {id} does not exist."));
         let grant = self.store.get_grant(&id).await?.ok_or_else(not_found)?;
         if let Some(k) = key_id {
+            self.refuse_alias(k)?;
             let key = self.find_key(caller, k).await?;
             if key.id != grant.key_id {
                 return Err(not_found());
@@ -387,7 +389,7 @@ impl Kms {
                 "grant id '{grant_id}' is not valid"
             )));
         }
-        let key = self.resolve(caller, key_id, "RevokeGrant", None).await?;
+        let key = self.resolve_key_only(caller, key_id, "RevokeGrant").await?;
         let not_found = || KmsError::NotFoundException(format!("Grant {grant_id} does not exist."));
         let grant = self
             .store

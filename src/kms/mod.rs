@@ -266,12 +266,20 @@ impl Kms {
         key_id: &str,
         action: &str,
     ) -> Result<KeyRecord> {
+        self.refuse_alias(key_id)?;
+        self.resolve(caller, key_id, action, None).await
+    }
+
+    /// Refuses an alias name or alias ARN where AWS KMS takes only a key id
+    /// or key ARN: the operations that manage a key or its grants act on the
+    /// key named, never on whatever an alias points to at the moment.
+    fn refuse_alias(&self, key_id: &str) -> Result<()> {
         if self.parse_key_ref(key_id)?.is_alias() {
             return Err(KmsError::validation(format!(
                 "'{key_id}' is an alias; this operation needs a key id or key ARN"
             )));
         }
-        self.resolve(caller, key_id, action, None).await
+        Ok(())
     }
 
     async fn find_key(&self, caller: &Caller, key_id: &str) -> Result<KeyRecord> {

@@ -1157,22 +1157,28 @@ fn grant_commands() {
         1,
         "ValidationException",
     );
-    refused(
-        &run(
-            &dir,
-            &[
-                "grant",
-                "create",
-                "alias/missing",
-                "--grantee",
-                &grantee,
-                "--operation",
-                "Encrypt",
-            ],
-        ),
-        1,
-        "NotFoundException",
-    );
+    for (missing, error) in [
+        ("1234abcd-12ab-34cd-56ef-1234567890ab", "NotFoundException"),
+        // As in AWS, a grant names the key itself, never an alias.
+        ("alias/missing", "ValidationException"),
+    ] {
+        refused(
+            &run(
+                &dir,
+                &[
+                    "grant",
+                    "create",
+                    missing,
+                    "--grantee",
+                    &grantee,
+                    "--operation",
+                    "Encrypt",
+                ],
+            ),
+            1,
+            error,
+        );
+    }
     assert_eq!(
         run(&dir, &["grant", "create", &key, "--grantee", &grantee])
             .status

@@ -936,6 +936,66 @@ async fn the_account_that_created_a_grant_may_retire_it() {
 }
 
 #[tokio::test]
+async fn grant_operations_take_the_key_not_an_alias() {
+    // AWS: CreateGrant, ListGrants, RevokeGrant and RetireGrant name the
+    // KMS key by "key ID or key ARN"; a grant on whatever an alias points to
+    // at the moment is what that rule prevents.
+    let w = World::new().await;
+    w.kms(&w.d.admin)
+        .await
+        .create_alias(pb::CreateAliasRequest {
+            alias_name: "alias/shared".to_owned(),
+            target_key_id: w.key_id.clone(),
+        })
+        .await
+        .expect("CreateAlias");
+    let alias_arn = w
+        .key_arn
+        .replace(&format!("key/{}", w.key_id), "alias/shared");
+    let g = granted(create_grant(&mut w.owner_kms().await, w.b_grant()).await);
+    let invalid = |r: Result<(), Status>, what: &str| {
+        let s = assert_err(r, Code::InvalidArgument, "ValidationException");
+        assert!(s.message().contains("alias"), "{what}: {}", s.message());
+    };
+    for alias in ["alias/shared", alias_arn.as_str()] {
+        let mut owner = w.owner_kms().await;
+        let req = pb::CreateGrantRequest {
+            name: Some("by-alias".to_owned()),
+            ..grant_req(alias, &w.role, &[Op::Encrypt])
+        };
+        invalid(create_grant(&mut owner, req).await.map(drop), "CreateGrant");
+        invalid(
+            list_grants(&mut owner, list_req(alias)).await.map(drop),
+            "ListGrants",
+        );
+        invalid(revoke(&mut owner, alias, &g.grant_id).await, "RevokeGrant");
+        invalid(
+            retire_by_id(&mut w.kms(&w.retirer).await, alias, &g.grant_id).await,
+            "RetireGrant",
+        );
+    }
+    // Nothing changed: the one grant is there, and still works.
+    let left = list_grants(&mut w.owner_kms().await, list_req(&w.key_id))
+        .await
+        .expect("ListGrants by key id");
+    assert_eq!(
+        left.grants
+            .iter()
+            .map(|e| e.grant_id.as_str())
+            .collect::<Vec<_>>(),
+        [g.grant_id.as_str()]
+    );
+    enc(
+        &mut w.b_session("s1").await,
+        &w.key_arn,
+        &[("tenant", "b")],
+        &[],
+    )
+    .await
+    .expect("the grant still allows Encrypt");
+}
+
+#[tokio::test]
 async fn grant_entries_name_the_issuing_account_by_its_root_arn() {
     // AWS's ListGrants example: "IssuingAccount": "arn:aws:iam::111122223333:root".
     let w = World::new().await;
