@@ -94,19 +94,25 @@ async fn kms_client(endpoint: &str, p: &kmsd::profile::ClientProfile) -> KmsClie
     client::clients(client::connect(endpoint).await.unwrap(), auth).0
 }
 
-pub(crate) fn kmsctl(data_dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+/// The command `kmsctl --credentials <data_dir>/credentials ARGS`, with
+/// nothing from the caller's shell that could change who kmsctl is or how
+/// it answers: every KMS_* variable goes (KMS_ACCESS_KEY_ID and friends
+/// would override the profiles these tests choose).
+pub(crate) fn kmsctl_command(data_dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kmsctl"));
     cmd.arg("--credentials")
         .arg(data_dir.join("credentials"))
         .args(args);
-    // Nothing from the caller's shell may change who kmsctl is or how it
-    // answers: every KMS_* variable goes (KMS_ACCESS_KEY_ID and friends
-    // would override the profiles these tests choose).
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("KMS_") {
             cmd.env_remove(k);
         }
     }
+    cmd
+}
+
+pub(crate) fn kmsctl(data_dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut cmd = kmsctl_command(data_dir, args);
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -454,6 +460,24 @@ async fn kmsctl_tour() {
         "32 bytes in base64"
     );
 
+    // Rotation names the key itself, as every command that manages a key.
+    json(&kmsctl(&dir, &["key", "rotate", &key_id], None));
+    let by_alias = kmsctl(&dir, &["key", "rotate", "alias/orders"], None);
+    assert_eq!(by_alias.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&by_alias.stderr).contains("ValidationException"));
+    let rotated = kmsctl(
+        &dir,
+        &[
+            "decrypt-blob",
+            "--in",
+            blob_file.to_str().unwrap(),
+            "--context",
+            "t=orders",
+        ],
+        None,
+    );
+    assert_eq!(rotated.stdout, b"card 4111", "decrypts after rotation");
+
     let short = kmsctl(
         &dir,
         &["key", "schedule-deletion", &key_id, "--days", "6", "--yes"],
@@ -469,6 +493,16 @@ async fn kmsctl_tour() {
     assert_eq!(scheduled["PendingWindowInDays"], 7);
     let described = json(&kmsctl(&dir, &["key", "describe", &key_id], None));
     assert_eq!(described["KeyMetadata"]["KeyState"], "PendingDeletion");
+    json(&kmsctl(&dir, &["key", "cancel-deletion", &key_id], None));
+    let described = json(&kmsctl(&dir, &["key", "describe", "alias/orders"], None));
+    assert_eq!(described["KeyMetadata"]["KeyState"], "Disabled");
+    assert!(
+        kmsctl(&dir, &["key", "enable", &key_id], None)
+            .status
+            .success()
+    );
+    let described = json(&kmsctl(&dir, &["key", "describe", &key_id], None));
+    assert_eq!(described["KeyMetadata"]["KeyState"], "Enabled");
 
     let usage = kmsctl(&dir, &["key", "frobnicate"], None);
     assert_eq!(usage.status.code(), Some(2), "usage errors exit 2");

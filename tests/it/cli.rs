@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use base64::Engine as _;
 use serde_json::{Value, json as j};
 
-use crate::binary::{Kmsd, data_dir, json, kmsctl};
+use crate::binary::{Kmsd, data_dir, json, kmsctl, kmsctl_command};
 
 /// `kmsctl ARGS` as the `default` profile (the account's admin user).
 fn run(dir: &Path, args: &[&str]) -> Output {
@@ -371,6 +371,100 @@ fn key_commands() {
         "AccessDeniedException",
     );
     assert_eq!(key_state(&dir, &key), "Enabled");
+}
+
+/// `kmsctl ARGS` with its stdin on a terminal at which `typed` was typed,
+/// as a person at a shell runs it: a pseudo-terminal, whose other end this
+/// test holds open until kmsctl has finished.
+fn on_terminal(dir: &Path, args: &[&str], typed: &[u8]) -> Output {
+    use std::io::Write;
+
+    use rustix::fs::{Mode, OFlags, open};
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+
+    let ours = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
+        .expect("open a pseudo-terminal");
+    grantpt(&ours).expect("grantpt");
+    unlockpt(&ours).expect("unlockpt");
+    let name = ptsname(&ours, Vec::new()).expect("ptsname");
+    let theirs = open(
+        name.as_c_str(),
+        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .expect("open the terminal's other end");
+    let mut ours = std::fs::File::from(ours);
+    // Held by the terminal until kmsctl reads its line.
+    ours.write_all(typed).expect("type the answer");
+    let out = kmsctl_command(dir, args)
+        .stdin(Stdio::from(theirs))
+        .output()
+        .expect("spawn kmsctl");
+    drop(ours);
+    out
+}
+
+#[test]
+fn schedule_deletion_asks_at_a_terminal() {
+    let (_t, dir) = data_dir();
+    let _d = Kmsd::start(&dir);
+    let created = ok(&dir, &["key", "create", "--description", "ledger"]);
+    let key = s(&created["KeyMetadata"]["KeyId"]).to_owned();
+    let arn = s(&created["KeyMetadata"]["Arn"]).to_owned();
+    quiet(&dir, &["alias", "create", "alias/ledger", &key]);
+    let untouched = |what: &str| {
+        let m = ok(&dir, &["key", "describe", &key])["KeyMetadata"].clone();
+        assert_eq!(m["KeyState"], "Enabled", "{what}");
+        assert_eq!(m["DeletionDate"], Value::Null, "{what}");
+    };
+
+    // An alias: refused before the question, naming the key to pass.
+    let by_alias = on_terminal(
+        &dir,
+        &["key", "schedule-deletion", "alias/ledger", "--days", "7"],
+        b"y\n",
+    );
+    let stderr = String::from_utf8_lossy(&by_alias.stderr);
+    assert_eq!(by_alias.status.code(), Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.contains(&arn) && stderr.contains("alias"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("[y/N]"), "asked anyway: {stderr}");
+    assert!(by_alias.stdout.is_empty());
+    untouched("an alias changes nothing");
+
+    // No: the key, its description, state and date are shown, nothing changes.
+    let no = on_terminal(
+        &dir,
+        &["key", "schedule-deletion", &key, "--days", "7"],
+        b"n\n",
+    );
+    let stderr = String::from_utf8_lossy(&no.stderr);
+    assert_eq!(no.status.code(), Some(1), "stderr: {stderr}");
+    for shown in [
+        arn.as_str(),
+        "Description: ledger",
+        "State:       Enabled",
+        "(7 days)",
+        "Schedule the deletion? [y/N]",
+        "not confirmed",
+    ] {
+        assert!(stderr.contains(shown), "{shown:?} not in: {stderr}");
+    }
+    assert!(no.stdout.is_empty());
+    untouched("answering no changes nothing");
+
+    // Yes: scheduled.
+    let yes = on_terminal(
+        &dir,
+        &["key", "schedule-deletion", &key, "--days", "7"],
+        b"y\n",
+    );
+    let scheduled = json(&yes);
+    assert_eq!(scheduled["KeyId"], arn.as_str());
+    assert_eq!(scheduled["PendingWindowInDays"], 7);
+    assert_eq!(key_state(&dir, &key), "PendingDeletion");
 }
 
 #[test]
@@ -1637,17 +1731,8 @@ fn a_profile_that_cannot_be_saved_is_not_claimed() {
 
 /// `kmsctl` with `KMS_OUTPUT` set (and nothing else from the environment).
 fn kmsctl_with_output_env(dir: &Path, format: &str, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kmsctl"));
-    cmd.arg("--credentials")
-        .arg(dir.join("credentials"))
-        .args(args);
-    // As binary::kmsctl: nothing from the caller's shell changes who kmsctl is.
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("KMS_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("KMS_OUTPUT", format)
+    kmsctl_command(dir, args)
+        .env("KMS_OUTPUT", format)
         .stdin(Stdio::null())
         .output()
         .expect("spawn kmsctl")

@@ -101,6 +101,11 @@ enum Command {
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// Manage keys.
+    ///
+    /// KEY is a key id or key ARN. `describe` also takes an alias
+    /// (alias/NAME or an alias ARN); the other commands, as in AWS KMS, do
+    /// not: they name the key itself, not whatever an alias points to at
+    /// the moment.
     #[command(subcommand)]
     Key(KeyCmd),
     /// Manage aliases.
@@ -499,6 +504,16 @@ async fn confirm_deletion(kms: &mut KmsClient, key: &str, days: i32) -> anyhow::
         .into_inner()
         .key_metadata
         .unwrap_or_default();
+    // ScheduleKeyDeletion takes no alias (as in AWS KMS: what an alias
+    // names can change between reading it and deleting). Say so before
+    // asking, rather than after a "y", and name the key to pass instead.
+    if !key.eq_ignore_ascii_case(&m.key_id) && !key.eq_ignore_ascii_case(&m.arn) {
+        return Err(UsageError(format!(
+            "schedule-deletion needs the key id or key ARN, not an alias: {key} names {}; nothing was changed",
+            m.arn
+        ))
+        .into());
+    }
     let now = time::OffsetDateTime::now_utc();
     let date = (now + time::Duration::days(i64::from(days)))
         .replace_nanosecond(0)
