@@ -85,11 +85,11 @@ impl Drop for Kmsd {
     }
 }
 
-fn profile(data_dir: &Path, name: &str) -> kmsd::profile::ClientProfile {
+pub(crate) fn profile(data_dir: &Path, name: &str) -> kmsd::profile::ClientProfile {
     kmsd::profile::load(&data_dir.join("credentials"), name).expect("profile")
 }
 
-async fn kms_client(endpoint: &str, p: &kmsd::profile::ClientProfile) -> KmsClient {
+pub(crate) async fn kms_client(endpoint: &str, p: &kmsd::profile::ClientProfile) -> KmsClient {
     let auth = BearerAuth::new(&p.access_key_id, &p.secret_access_key, None).unwrap();
     client::clients(client::connect(endpoint).await.unwrap(), auth).0
 }

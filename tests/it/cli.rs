@@ -5,13 +5,14 @@
 //!
 //! One daemon per test; each test drives one or two command groups.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use base64::Engine as _;
 use serde_json::{Value, json as j};
 
-use crate::binary::{Kmsd, data_dir, json, kmsctl, kmsctl_command};
+use crate::binary::{Kmsd, data_dir, json, kms_client, kmsctl, kmsctl_command, profile};
 
 /// `kmsctl ARGS` as the `default` profile (the account's admin user).
 fn run(dir: &Path, args: &[&str]) -> Output {
@@ -1014,6 +1015,54 @@ fn blob_commands() {
         1,
         "ValidationException",
     );
+}
+
+#[test]
+fn grant_lists_walk_every_page() {
+    // More grants than one page holds (ListGrants and ListRetirableGrants
+    // return at most 100): kmsctl must print them all, not the first page.
+    const GRANTS: usize = 103;
+    let (_t, dir) = data_dir();
+    let _d = Kmsd::start(&dir);
+    let account = account(&dir);
+    let (key, _) = create_key(&dir);
+    let retiree = format!("arn:aws:iam::{account}:user/retiree");
+    let p = profile(&dir, "default");
+    let made: BTreeSet<String> = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut kms = kms_client(&p.endpoint, &p).await;
+        let mut made = BTreeSet::new();
+        for _ in 0..GRANTS {
+            let g = kms
+                .create_grant(kmsd::pb::CreateGrantRequest {
+                    key_id: key.clone(),
+                    grantee_principal: format!("arn:aws:iam::{account}:user/svc"),
+                    retiring_principal: Some(retiree.clone()),
+                    operations: vec![kmsd::pb::GrantOperation::Encrypt as i32],
+                    ..Default::default()
+                })
+                .await
+                .expect("CreateGrant");
+            made.insert(g.into_inner().grant_id);
+        }
+        made
+    });
+    assert_eq!(made.len(), GRANTS);
+    let ids = |v: Value| -> BTreeSet<String> {
+        v["Grants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| s(&g["GrantId"]).to_owned())
+            .collect()
+    };
+    for args in [
+        ["grant", "list", key.as_str()],
+        ["grant", "list-retirable", retiree.as_str()],
+    ] {
+        let listed = ids(ok(&dir, &args));
+        assert_eq!(listed.len(), GRANTS, "kmsctl {args:?}");
+        assert_eq!(listed, made, "kmsctl {args:?}");
+    }
 }
 
 #[test]

@@ -1405,36 +1405,42 @@ async fn run_grant(cmd: GrantCmd, kms: &mut KmsClient) -> anyhow::Result<()> {
             print(&json!({"GrantId": r.grant_id, "GrantToken": r.grant_token}))
         }
         GrantCmd::List { key } => {
-            let mut grants = Vec::new();
-            let mut marker = None;
-            loop {
-                let r = kms
-                    .list_grants(pb::ListGrantsRequest {
-                        key_id: key.clone(),
-                        limit: Some(100),
-                        marker,
-                        ..Default::default()
-                    })
-                    .await?
-                    .into_inner();
-                grants.extend(r.grants.iter().map(grant_json));
-                match r.next_marker {
-                    Some(m) if r.truncated => marker = Some(m),
-                    _ => break,
+            let grants = all_pages(|marker| {
+                let (mut kms, key_id) = (kms.clone(), key.clone());
+                async move {
+                    let r = kms
+                        .list_grants(pb::ListGrantsRequest {
+                            key_id,
+                            limit: Some(100),
+                            marker,
+                            ..Default::default()
+                        })
+                        .await?
+                        .into_inner();
+                    Ok((r.grants, r.next_marker, r.truncated))
                 }
-            }
-            print(&json!({"Grants": grants}))
+            })
+            .await?;
+            print(&json!({"Grants": grants.iter().map(grant_json).collect::<Vec<_>>()}))
         }
         GrantCmd::ListRetirable { retiring_principal } => {
-            let r = kms
-                .list_retirable_grants(pb::ListRetirableGrantsRequest {
-                    retiring_principal,
-                    limit: Some(100),
-                    marker: None,
-                })
-                .await?
-                .into_inner();
-            print(&json!({"Grants": r.grants.iter().map(grant_json).collect::<Vec<_>>()}))
+            // Every page: a principal may retire grants on many keys.
+            let grants = all_pages(|marker| {
+                let (mut kms, retiring_principal) = (kms.clone(), retiring_principal.clone());
+                async move {
+                    let r = kms
+                        .list_retirable_grants(pb::ListRetirableGrantsRequest {
+                            retiring_principal,
+                            limit: Some(100),
+                            marker,
+                        })
+                        .await?
+                        .into_inner();
+                    Ok((r.grants, r.next_marker, r.truncated))
+                }
+            })
+            .await?;
+            print(&json!({"Grants": grants.iter().map(grant_json).collect::<Vec<_>>()}))
         }
         GrantCmd::Retire {
             token,
