@@ -419,9 +419,12 @@ enum AuditCmd {
         /// Up to this time (RFC 3339).
         #[arg(long)]
         end: Option<String>,
-        /// At most this many events.
+        /// At most this many events (newest first).
         #[arg(long, default_value_t = 50)]
         limit: i32,
+        /// Continue where an earlier lookup stopped: its NextMarker.
+        #[arg(long)]
+        marker: Option<String>,
     },
     /// Walk the hash chain and report the first broken link.
     Verify,
@@ -1503,6 +1506,7 @@ async fn run_audit(cmd: AuditCmd, mut audit: AuditClient) -> anyhow::Result<()> 
             start,
             end,
             limit,
+            marker,
         } => {
             let r = audit
                 .lookup_events(pb::LookupEventsRequest {
@@ -1513,7 +1517,7 @@ async fn run_audit(cmd: AuditCmd, mut audit: AuditClient) -> anyhow::Result<()> 
                     operation,
                     outcome: o.as_deref().map(outcome).transpose()?,
                     limit: Some(limit),
-                    marker: None,
+                    marker,
                 })
                 .await?
                 .into_inner();
@@ -1522,7 +1526,7 @@ async fn run_audit(cmd: AuditCmd, mut audit: AuditClient) -> anyhow::Result<()> 
                 .iter()
                 .map(|e| serde_json::from_str::<Value>(&e.canonical_json).unwrap_or(Value::Null))
                 .collect();
-            print(&json!({"Events": events, "Truncated": r.truncated}))
+            print(&json!({"Events": events, "NextMarker": r.next_marker, "Truncated": r.truncated}))
         }
         AuditCmd::Verify => {
             let r = audit
