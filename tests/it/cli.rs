@@ -433,6 +433,11 @@ fn schedule_deletion_asks_at_a_terminal() {
     );
     assert!(!stderr.contains("[y/N]"), "asked anyway: {stderr}");
     assert!(by_alias.stdout.is_empty());
+    // On a pipe too, the alias is what is wrong, not the missing --yes.
+    let piped = run(&dir, &["key", "schedule-deletion", "alias/ledger"]);
+    let stderr = String::from_utf8_lossy(&piped.stderr);
+    assert_eq!(piped.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains(&arn), "{stderr}");
     untouched("an alias changes nothing");
 
     // No: the key, its description, state and date are shown, nothing changes.

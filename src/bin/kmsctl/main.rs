@@ -491,13 +491,6 @@ fn read_text(p: &PathBuf) -> anyhow::Result<String> {
 /// Shows what a deletion would destroy and when, and asks. Refuses when
 /// nobody can be asked (stdin not a terminal) unless `--yes` was given.
 async fn confirm_deletion(kms: &mut KmsClient, key: &str, days: i32) -> anyhow::Result<()> {
-    if !std::io::stdin().is_terminal() {
-        return Err(UsageError(
-            "schedule-deletion asks for confirmation; stdin is not a terminal, so pass --yes"
-                .into(),
-        )
-        .into());
-    }
     let m = kms
         .describe_key(pb::DescribeKeyRequest {
             key_id: key.to_owned(),
@@ -515,6 +508,13 @@ async fn confirm_deletion(kms: &mut KmsClient, key: &str, days: i32) -> anyhow::
             "schedule-deletion needs the key id or key ARN, not an alias: {key} names {}; nothing was changed",
             m.arn
         ))
+        .into());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(UsageError(
+            "schedule-deletion asks for confirmation; stdin is not a terminal, so pass --yes"
+                .into(),
+        )
         .into());
     }
     let now = time::OffsetDateTime::now_utc();
