@@ -6,8 +6,9 @@
 //! zeroized as soon as it has been used; only its wrapped form is stored.
 //!
 //! `decrypt IN OUT`: asks kmsd to unwrap the data key (Decrypt) and decrypts
-//! locally. The file's name is bound as encryption context, so a file
-//! renamed or swapped for another is refused.
+//! locally. The encrypted file's name is bound as encryption context (OUT's
+//! when encrypting, IN's when decrypting), so an encrypted file renamed or
+//! swapped for another is refused.
 //!
 //! Credentials come from `kmsd-data/credentials`, profile `default`
 //! (override with KMS_CREDENTIALS_FILE and KMS_PROFILE).
@@ -34,13 +35,14 @@ async fn client() -> anyhow::Result<KmsClient> {
     Ok(client::clients(client::connect(&profile.endpoint).await?, auth).0)
 }
 
-/// The encryption context: binds the ciphertext to the file's name.
-fn context(path: &str) -> HashMap<String, String> {
-    let name = Path::new(path)
+/// The encryption context: binds the ciphertext to the name of the file
+/// that holds it.
+fn context(encrypted_file: &str) -> HashMap<String, String> {
+    let name = Path::new(encrypted_file)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    HashMap::from([("file".to_owned(), name.trim_end_matches(".enc").to_owned())])
+    HashMap::from([("file".to_owned(), name)])
 }
 
 async fn encrypt(key: &str, input: &str, output: &str) -> anyhow::Result<()> {
@@ -51,7 +53,7 @@ async fn encrypt(key: &str, input: &str, output: &str) -> anyhow::Result<()> {
         .generate_data_key(pb::GenerateDataKeyRequest {
             key_id: key.to_owned(),
             key_spec: Some(pb::DataKeySpec::Aes256 as i32),
-            encryption_context: context(input),
+            encryption_context: context(output),
             ..Default::default()
         })
         .await?
@@ -94,7 +96,13 @@ async fn decrypt(input: &str, output: &str) -> anyhow::Result<()> {
             encryption_context: context(input),
             ..Default::default()
         })
-        .await?
+        .await
+        .map_err(|s| {
+            anyhow!(
+                "kmsd would not unwrap {input}'s data key (renamed, swapped or altered?): {}",
+                s.message()
+            )
+        })?
         .into_inner();
     let data_key = Zeroizing::new(dk.plaintext);
     let cipher =
