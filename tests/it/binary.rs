@@ -433,17 +433,14 @@ async fn kmsctl_tour() {
     assert!(blob.status.success());
     let blob_file = dir.join("blob.bin");
     std::fs::write(&blob_file, &blob.stdout).unwrap();
-    let back = kmsctl(
-        &dir,
-        &[
-            "decrypt-blob",
-            "--in",
-            blob_file.to_str().unwrap(),
-            "--context",
-            "t=orders",
-        ],
-        None,
-    );
+    let decrypt_args = [
+        "decrypt-blob",
+        "--in",
+        blob_file.to_str().unwrap(),
+        "--context",
+        "t=orders",
+    ];
+    let back = kmsctl(&dir, &decrypt_args, None);
     assert_eq!(back.stdout, b"card 4111");
     let wrong = kmsctl(
         &dir,
@@ -465,17 +462,7 @@ async fn kmsctl_tour() {
     let by_alias = kmsctl(&dir, &["key", "rotate", "alias/orders"], None);
     assert_eq!(by_alias.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&by_alias.stderr).contains("ValidationException"));
-    let rotated = kmsctl(
-        &dir,
-        &[
-            "decrypt-blob",
-            "--in",
-            blob_file.to_str().unwrap(),
-            "--context",
-            "t=orders",
-        ],
-        None,
-    );
+    let rotated = kmsctl(&dir, &decrypt_args, None);
     assert_eq!(rotated.stdout, b"card 4111", "decrypts after rotation");
 
     let short = kmsctl(
