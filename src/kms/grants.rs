@@ -340,6 +340,10 @@ impl Kms {
         key_id: Option<&str>,
         grant_id: Option<&str>,
     ) -> Result<()> {
+        if let Some(k) = key_id {
+            // Before any lookup, as for the other grant operations.
+            self.refuse_alias(k)?;
+        }
         let id = match (grant_token, key_id, grant_id) {
             (Some(t), _, _) => self.parse_grant_token(t)?,
             (None, Some(_), Some(g)) if is_grant_id(g) => g.to_owned(),
@@ -357,7 +361,6 @@ impl Kms {
         let not_found = || KmsError::NotFoundException(format!("Grant {id} does not exist."));
         let grant = self.store.get_grant(&id).await?.ok_or_else(not_found)?;
         if let Some(k) = key_id {
-            self.refuse_alias(k)?;
             let key = self.find_key(caller, k).await?;
             if key.id != grant.key_id {
                 return Err(not_found());

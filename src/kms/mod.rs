@@ -132,6 +132,16 @@ fn invalid_key_id(s: &str) -> KmsError {
     KmsError::NotFoundException(format!("Invalid keyId '{s}'"))
 }
 
+/// A key id as AWS writes it: the 36-character hyphenated UUID (any case).
+/// `Uuid::try_parse` also takes 32 bare hex digits, `{...}` and
+/// `urn:uuid:...`, which AWS does not, and which name a key under another
+/// spelling than the one every answer gives back.
+fn key_uuid(s: &str) -> Option<Uuid> {
+    if s.len() != 36 {
+        return None;
+    }
+    Uuid::try_parse(s).ok()
+}
 impl KeyRef {
     /// Parses a key id, key ARN, alias name or alias ARN for `region`.
     pub fn parse(s: &str, partition: &str, region: &str) -> Result<Self> {
@@ -156,7 +166,7 @@ impl KeyRef {
             }
             let account_id = (*account).to_owned();
             if let Some(id) = resource.strip_prefix("key/") {
-                let id = Uuid::try_parse(id).map_err(|_| invalid_key_id(s))?;
+                let id = key_uuid(id).ok_or_else(|| invalid_key_id(s))?;
                 return Ok(Self::KeyArn { account_id, id });
             }
             if resource.starts_with("alias/") {
@@ -167,9 +177,7 @@ impl KeyRef {
             }
             return Err(invalid_key_id(s));
         }
-        Uuid::try_parse(s)
-            .map(Self::Id)
-            .map_err(|_| invalid_key_id(s))
+        key_uuid(s).map(Self::Id).ok_or_else(|| invalid_key_id(s))
     }
 
     fn is_alias(&self) -> bool {
@@ -422,6 +430,11 @@ mod tests {
         let p = |s: &str| KeyRef::parse(s, "aws", "us-east-1");
         assert_eq!(p(&id.to_string()).unwrap(), KeyRef::Id(id));
         assert_eq!(
+            p(&id.to_string().to_uppercase()).unwrap(),
+            KeyRef::Id(id),
+            "case does not matter"
+        );
+        assert_eq!(
             p(&format!("arn:aws:kms:us-east-1:111122223333:key/{id}")).unwrap(),
             KeyRef::KeyArn {
                 account_id: "111122223333".into(),
@@ -445,6 +458,11 @@ mod tests {
             &format!("arn:aws:kms:eu-west-1:111122223333:key/{id}"),
             &format!("arn:aws:kms:us-east-1:1111:key/{id}"),
             &format!("arn:aws:s3:us-east-1:111122223333:key/{id}"),
+            // Other spellings of a UUID than the key id's own.
+            &id.simple().to_string(),
+            &id.braced().to_string(),
+            &id.urn().to_string(),
+            &format!("arn:aws:kms:us-east-1:111122223333:key/{}", id.simple()),
         ] {
             assert!(
                 matches!(p(bad), Err(KmsError::NotFoundException(_))),
