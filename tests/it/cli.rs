@@ -376,7 +376,10 @@ fn key_commands() {
 
 /// `kmsctl ARGS` with its stdin on a terminal at which `typed` was typed,
 /// as a person at a shell runs it: a pseudo-terminal, whose other end this
-/// test holds open until kmsctl has finished.
+/// test holds open until kmsctl has finished. A Ctrl-D follows the typing,
+/// so that a kmsctl reading more than it should sees the end of its input
+/// instead of waiting forever.
+#[cfg(target_os = "linux")]
 fn on_terminal(dir: &Path, args: &[&str], typed: &[u8]) -> Output {
     use std::io::Write;
 
@@ -397,6 +400,7 @@ fn on_terminal(dir: &Path, args: &[&str], typed: &[u8]) -> Output {
     let mut ours = std::fs::File::from(ours);
     // Held by the terminal until kmsctl reads its line.
     ours.write_all(typed).expect("type the answer");
+    ours.write_all(b"\x04").expect("type Ctrl-D");
     let out = kmsctl_command(dir, args)
         .stdin(Stdio::from(theirs))
         .output()
@@ -405,6 +409,7 @@ fn on_terminal(dir: &Path, args: &[&str], typed: &[u8]) -> Output {
     out
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn schedule_deletion_asks_at_a_terminal() {
     let (_t, dir) = data_dir();
@@ -460,6 +465,16 @@ fn schedule_deletion_asks_at_a_terminal() {
     }
     assert!(no.stdout.is_empty());
     untouched("answering no changes nothing");
+
+    // The key's ARN names the key itself: asked, not refused as an alias.
+    let by_arn = on_terminal(&dir, &["key", "schedule-deletion", &arn], b"n\n");
+    let stderr = String::from_utf8_lossy(&by_arn.stderr);
+    assert_eq!(by_arn.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains("[y/N]") && stderr.contains("not confirmed"),
+        "{stderr}"
+    );
+    untouched("answering no by ARN changes nothing");
 
     // Yes: scheduled.
     let yes = on_terminal(

@@ -491,22 +491,22 @@ fn read_text(p: &PathBuf) -> anyhow::Result<String> {
 /// Shows what a deletion would destroy and when, and asks. Refuses when
 /// nobody can be asked (stdin not a terminal) unless `--yes` was given.
 async fn confirm_deletion(kms: &mut KmsClient, key: &str, days: i32) -> anyhow::Result<()> {
-    let m = kms
-        .describe_key(pb::DescribeKeyRequest {
-            key_id: key.to_owned(),
-            grant_tokens: vec![],
-        })
-        .await?
-        .into_inner()
-        .key_metadata
-        .unwrap_or_default();
     // ScheduleKeyDeletion takes no alias (as in AWS KMS: what an alias
     // names can change between reading it and deleting). Say so before
-    // asking, rather than after a "y", and name the key to pass instead.
-    if !key.eq_ignore_ascii_case(&m.key_id) && !key.eq_ignore_ascii_case(&m.arn) {
+    // asking, rather than after a "y", and name the key to pass instead
+    // if the alias can be read.
+    if names_alias(key) {
+        let target = kms
+            .describe_key(pb::DescribeKeyRequest {
+                key_id: key.to_owned(),
+                grant_tokens: vec![],
+            })
+            .await
+            .ok()
+            .and_then(|r| r.into_inner().key_metadata)
+            .map_or_else(String::new, |m| format!(": {key} names {}", m.arn));
         return Err(UsageError(format!(
-            "schedule-deletion needs the key id or key ARN, not an alias: {key} names {}; nothing was changed",
-            m.arn
+            "schedule-deletion needs the key id or key ARN, not an alias{target}; nothing was changed"
         ))
         .into());
     }
@@ -517,6 +517,15 @@ async fn confirm_deletion(kms: &mut KmsClient, key: &str, days: i32) -> anyhow::
         )
         .into());
     }
+    let m = kms
+        .describe_key(pb::DescribeKeyRequest {
+            key_id: key.to_owned(),
+            grant_tokens: vec![],
+        })
+        .await?
+        .into_inner()
+        .key_metadata
+        .unwrap_or_default();
     let now = time::OffsetDateTime::now_utc();
     let date = (now + time::Duration::days(i64::from(days)))
         .replace_nanosecond(0)
@@ -525,7 +534,7 @@ async fn confirm_deletion(kms: &mut KmsClient, key: &str, days: i32) -> anyhow::
         .unwrap_or_default();
     eprintln!("Key:         {}", m.arn);
     if !m.description.is_empty() {
-        eprintln!("Description: {}", m.description);
+        eprintln!("Description: {}", output::printable(&m.description));
     }
     eprintln!("State:       {}", key_state_name(m.key_state));
     eprintln!(
@@ -540,6 +549,17 @@ async fn confirm_deletion(kms: &mut KmsClient, key: &str, days: i32) -> anyhow::
     } else {
         anyhow::bail!("not confirmed; nothing was changed")
     }
+}
+
+/// Whether `key` names an alias (`alias/NAME` or an alias ARN), read as
+/// kmsd reads a key reference.
+fn names_alias(key: &str) -> bool {
+    key.starts_with("alias/")
+        || (key.starts_with("arn:")
+            && key
+                .splitn(6, ':')
+                .nth(5)
+                .is_some_and(|resource| resource.starts_with("alias/")))
 }
 
 /// A mistake in how kmsctl was invoked (exit code 2), found after parsing.
@@ -775,11 +795,15 @@ where
     Fut: Future<Output = Result<(Vec<T>, Option<String>, bool), tonic::Status>>,
 {
     let mut all = Vec::new();
-    let mut marker = None;
+    let mut marker: Option<String> = None;
     loop {
-        let (items, next, truncated) = page(marker).await?;
+        let (items, next, truncated) = page(marker.clone()).await?;
         all.extend(items);
         match next {
+            // A marker that does not move would page for ever.
+            Some(m) if truncated && marker.as_ref() == Some(&m) => {
+                anyhow::bail!("the daemon answered the same page marker twice; stopping")
+            }
             Some(m) if truncated => marker = Some(m),
             _ => return Ok(all),
         }
@@ -1896,6 +1920,27 @@ async fn finish_output<T, E: Into<anyhow::Error>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aliases_are_told_from_keys_as_kmsd_tells_them() {
+        for alias in [
+            "alias/orders",
+            "arn:aws:kms:us-east-1:111122223333:alias/orders",
+            "arn:aws:kms:us-east-1:111122223333:alias/a:b",
+        ] {
+            assert!(names_alias(alias), "{alias}");
+        }
+        for key in [
+            "1234abcd-12ab-34cd-56ef-1234567890ab",
+            "1234ABCD-12AB-34CD-56EF-1234567890AB",
+            "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "arn:aws:kms:us-east-1:111122223333:key/alias/x",
+            "aliases/orders",
+            "",
+        ] {
+            assert!(!names_alias(key), "{key}");
+        }
+    }
 
     #[test]
     fn median_of_odd_even_and_empty() {

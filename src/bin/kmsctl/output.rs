@@ -50,11 +50,36 @@ pub fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
     }
 }
 
-/// A scalar as a cell: strings bare, null empty, containers as compact JSON.
+/// `s` with its control characters (terminal escape sequences, newlines)
+/// and bidirectional overrides written as escapes, so that text another
+/// principal chose (a key's description, a tag) cannot move the cursor,
+/// recolour, reorder or rewrite what a terminal shows.
+pub fn printable(s: &str) -> String {
+    let hostile = |c: char| {
+        c.is_control()
+            || ('\u{202A}'..='\u{202E}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    };
+    if !s.chars().any(hostile) {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if hostile(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A scalar as a cell: strings bare (but [`printable`]), null empty,
+/// containers as compact JSON (which escapes control characters itself).
 fn cell(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => printable(s),
         Value::Array(a) if a.iter().all(|x| !x.is_object() && !x.is_array()) => {
             a.iter().map(cell).collect::<Vec<_>>().join(", ")
         }
@@ -208,6 +233,21 @@ mod tests {
         assert!(t.contains("KeyMetadata.KeyId         k1\n"), "{t}");
         assert!(t.contains("KeyMetadata.Enabled       true\n"), "{t}");
         assert!(t.contains("KeyMetadata.DeletionDate\n"), "{t}");
+    }
+
+    #[test]
+    fn text_cannot_drive_the_terminal() {
+        assert_eq!(printable("orders db"), "orders db");
+        assert_eq!(printable("naïve ключ"), "naïve ключ");
+        assert_eq!(
+            printable("a\u{1b}[2Jb\nc\u{202e}d"),
+            "a\\u{1b}[2Jb\\nc\\u{202e}d"
+        );
+        let table = render_table(&serde_json::json!({"Description": "x\u{1b}[1A\rState: Enabled"}));
+        assert!(
+            !table.contains('\u{1b}') && !table.contains('\r'),
+            "{table:?}"
+        );
     }
 
     #[test]
