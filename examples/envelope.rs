@@ -6,9 +6,9 @@
 //! zeroized as soon as it has been used; only its wrapped form is stored.
 //!
 //! `decrypt IN OUT`: asks kmsd to unwrap the data key (Decrypt) and decrypts
-//! locally. The encrypted file's name is bound as encryption context (OUT's
-//! when encrypting, IN's when decrypting), so an encrypted file renamed or
-//! swapped for another is refused.
+//! locally. The encrypted file's name (not its directory) is bound as
+//! encryption context (OUT's when encrypting, IN's when decrypting), so an
+//! encrypted file renamed, or swapped for one of another name, is refused.
 //!
 //! Credentials come from `kmsd-data/credentials`, profile `default`
 //! (override with KMS_CREDENTIALS_FILE and KMS_PROFILE).
@@ -97,11 +97,12 @@ async fn decrypt(input: &str, output: &str) -> anyhow::Result<()> {
             ..Default::default()
         })
         .await
-        .map_err(|s| {
-            anyhow!(
+        .map_err(|s| match client::ApiError::from(&s).code {
+            client::ErrorCode::InvalidCiphertext => anyhow!(
                 "kmsd would not unwrap {input}'s data key (renamed, swapped or altered?): {}",
                 s.message()
-            )
+            ),
+            code => anyhow!("Decrypt failed: {code}: {}", s.message()),
         })?
         .into_inner();
     let data_key = Zeroizing::new(dk.plaintext);
