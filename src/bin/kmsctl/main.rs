@@ -609,7 +609,8 @@ fn main() -> ExitCode {
                 });
             match refusal {
                 Some(a) => {
-                    eprintln!("kmsctl: {}: {}", a.code, a.message);
+                    // The daemon's message may quote names others chose.
+                    eprintln!("kmsctl: {}: {}", a.code, output::printable(&a.message));
                     match a.grpc_code {
                         tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
                             ExitCode::from(3)
