@@ -57,6 +57,7 @@ pub fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
 pub fn printable(s: &str) -> String {
     let hostile = |c: char| {
         c.is_control()
+            || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}')
             || ('\u{202A}'..='\u{202E}').contains(&c)
             || ('\u{2066}'..='\u{2069}').contains(&c)
     };
@@ -240,8 +241,8 @@ mod tests {
         assert_eq!(printable("orders db"), "orders db");
         assert_eq!(printable("naïve ключ"), "naïve ключ");
         assert_eq!(
-            printable("a\u{1b}[2Jb\nc\u{202e}d"),
-            "a\\u{1b}[2Jb\\nc\\u{202e}d"
+            printable("a\u{1b}[2Jb\nc\u{202e}d\u{200f}"),
+            "a\\u{1b}[2Jb\\nc\\u{202e}d\\u{200f}"
         );
         let table = render_table(&serde_json::json!({"Description": "x\u{1b}[1A\rState: Enabled"}));
         assert!(
