@@ -21,6 +21,21 @@ pub fn open_mode(meta: &fs::Metadata) -> Option<u32> {
     (mode & 0o077 != 0).then_some(mode)
 }
 
+/// Narrows `path` to `mode` when it is open to group or others, unless it
+/// is a symbolic link (what a link points at may be shared, and is not
+/// ours to change): the mode it had, when it was changed.
+pub fn tighten(path: &Path, mode: u32) -> std::io::Result<Option<u32>> {
+    let meta = fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() {
+        return Ok(None);
+    }
+    let Some(old) = open_mode(&meta) else {
+        return Ok(None);
+    };
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+    Ok(Some(old))
+}
+
 /// A fresh name for a temporary file beside `path`: hidden, and unique to
 /// this process and call, so that it never clobbers another file (nor
 /// another writer's temporary file) and is made with `create_new`.

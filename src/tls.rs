@@ -7,7 +7,7 @@
 //! `KMS_CA_FILE` for kmsctl).
 
 use std::fs;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
@@ -110,21 +110,17 @@ impl ServerTls {
         // through a symbolic link (whatever it points at may be shared),
         // and a directory we may not change is left as it is: `key.pem`
         // is checked on its own below.
-        let meta = fs::symlink_metadata(dir).map_err(io(dir))?;
-        if meta.is_dir()
-            && let Some(mode) = crate::private_file::open_mode(&meta)
-        {
-            match fs::set_permissions(dir, fs::Permissions::from_mode(0o700)) {
-                Ok(()) => tracing::warn!(
-                    dir = %dir.display(),
-                    "tightened the TLS directory from mode {mode:o} to 700"
-                ),
-                Err(e) => tracing::warn!(
-                    dir = %dir.display(),
-                    error = %e,
-                    "the TLS directory is mode {mode:o}; could not make it 700"
-                ),
-            }
+        match crate::private_file::tighten(dir, 0o700) {
+            Ok(None) => {}
+            Ok(Some(mode)) => tracing::warn!(
+                dir = %dir.display(),
+                "tightened the TLS directory from mode {mode:o} to 700"
+            ),
+            Err(e) => tracing::warn!(
+                dir = %dir.display(),
+                error = %e,
+                "could not make the TLS directory 700"
+            ),
         }
         if cert.exists() && key.exists() {
             // Made 0600 by us: a wider mode means someone else may have read it.

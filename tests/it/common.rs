@@ -56,7 +56,8 @@ impl TestDaemon {
         Self::start_in(dir, ManualClock::starting_now(), tweak).await
     }
 
-    async fn start_in(
+    /// Starts on `dir` (an earlier daemon's, say) with `clock`.
+    pub async fn start_in(
         dir: Arc<TempDir>,
         clock: ManualClock,
         tweak: impl FnOnce(&mut Options),

@@ -521,6 +521,25 @@ async fn data_dir_files_are_private() {
     }
 }
 
+/// A database left open to group or others (by a copy, a restore, an
+/// umask) is narrowed back to 0600 when kmsd opens it, and still opens.
+#[tokio::test]
+async fn a_database_left_readable_is_made_private_again() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let d = TestDaemon::start().await;
+    let key = create_key(&mut d.admin_kms().await).await;
+    let db = d.data_dir().join("kmsd.db");
+    let (dir, clock) = d.stop().await;
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let d = TestDaemon::start_in(dir, clock, |_| {}).await;
+    let mode = std::fs::metadata(&db).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "kmsd.db was left {mode:o}");
+    describe(&mut d.admin_kms().await, &key.key_id)
+        .await
+        .expect("the key is still there");
+}
+
 /// Rotating one's access key (create a second, delete the first) is AWS's
 /// advice. Doing so with the bootstrap admin's key must not stop the daemon
 /// from starting again, and the new key must still work after the restart.
