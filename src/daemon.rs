@@ -220,20 +220,7 @@ impl Daemon {
         // audit trail: a copy or a restore that left it (or its WAL) open
         // to group or others is narrowed back, as the TLS directory is.
         for name in ["kmsd.db", "kmsd.db-wal", "kmsd.db-shm"] {
-            let path = dir.join(name);
-            match crate::private_file::tighten(&path, 0o600) {
-                Ok(None) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Ok(Some(mode)) => tracing::warn!(
-                    file = %path.display(),
-                    "tightened the database file from mode {mode:o} to 600"
-                ),
-                Err(e) => tracing::warn!(
-                    file = %path.display(),
-                    error = %e,
-                    "could not make the database file 600"
-                ),
-            }
+            crate::private_file::tighten_and_warn(&dir.join(name), 0o600, "a database file");
         }
         let store = Arc::new(SqliteStore::open_locked(
             lock,

@@ -36,6 +36,25 @@ pub fn tighten(path: &Path, mode: u32) -> std::io::Result<Option<u32>> {
     Ok(Some(old))
 }
 
+/// [`tighten`], saying in the log what it did or could not do; a path that
+/// does not exist is passed over quietly. `what` names it ("the TLS
+/// directory").
+pub fn tighten_and_warn(path: &Path, mode: u32, what: &str) {
+    match tighten(path, mode) {
+        Ok(None) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Ok(Some(old)) => tracing::warn!(
+            path = %path.display(),
+            "tightened {what} from mode {old:o} to {mode:o}"
+        ),
+        Err(e) => tracing::warn!(
+            path = %path.display(),
+            error = %e,
+            "could not make {what} mode {mode:o}"
+        ),
+    }
+}
+
 /// A fresh name for a temporary file beside `path`: hidden, and unique to
 /// this process and call, so that it never clobbers another file (nor
 /// another writer's temporary file) and is made with `create_new`.

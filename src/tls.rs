@@ -110,18 +110,7 @@ impl ServerTls {
         // through a symbolic link (whatever it points at may be shared),
         // and a directory we may not change is left as it is: `key.pem`
         // is checked on its own below.
-        match crate::private_file::tighten(dir, 0o700) {
-            Ok(None) => {}
-            Ok(Some(mode)) => tracing::warn!(
-                dir = %dir.display(),
-                "tightened the TLS directory from mode {mode:o} to 700"
-            ),
-            Err(e) => tracing::warn!(
-                dir = %dir.display(),
-                error = %e,
-                "could not make the TLS directory 700"
-            ),
-        }
+        crate::private_file::tighten_and_warn(dir, 0o700, "the TLS directory");
         if cert.exists() && key.exists() {
             // Made 0600 by us: a wider mode means someone else may have read it.
             if let Some(mode) = crate::private_file::too_open(&key).map_err(io(&key))? {
