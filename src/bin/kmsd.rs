@@ -116,13 +116,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // before it creates anything.
             let own_tls = match (tls_cert, tls_key) {
                 (Some(cert), Some(key)) => {
-                    Some(ServerTls::load(&cert, &key).with_context(|| {
+                    let pair = ServerTls::load(&cert, &key).with_context(|| {
                         format!(
                             "reading --tls-cert {} and --tls-key {}",
                             cert.display(),
                             key.display()
                         )
-                    })?)
+                    })?;
+                    // Yours to manage (a group such as ssl-cert may need
+                    // it), so not refused as the dev key is; but said.
+                    if let Ok(Some(mode)) = kmsd::private_file::too_open(&key) {
+                        tracing::warn!(
+                            key = %key.display(),
+                            "the TLS private key is mode {mode:o}: whoever can read it can pose as this kmsd"
+                        );
+                    }
+                    Some(pair)
                 }
                 _ => None,
             };
