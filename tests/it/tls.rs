@@ -156,24 +156,6 @@ fn kmsd_dev_tls_writes_a_ca_that_kmsctl_uses() {
     assert_eq!(mode & 0o777, 0o600);
 }
 
-/// Plaintext at a TLS port fails with HTTP/2 noise; kmsctl says what to try.
-#[test]
-fn kmsctl_hints_at_https_when_it_spoke_plaintext_to_tls() {
-    let (_t, dir) = data_dir();
-    let _kmsd = Kmsd::start_with(&dir, &["--tls"]);
-    let creds = std::fs::read_to_string(dir.join("credentials")).unwrap();
-    let https = creds
-        .lines()
-        .find_map(|l| l.strip_prefix("endpoint = "))
-        .expect("an endpoint")
-        .to_owned();
-    let http = https.replacen("https://", "http://", 1);
-    let out = kmsctl(&dir, &["--endpoint", &http, "whoami"], None);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("use an https:// endpoint"), "{stderr}");
-}
-
 /// The dev certificate names `::1` too: kmsctl verifies it over IPv6 loopback.
 #[test]
 fn kmsd_dev_tls_serves_ipv6_loopback() {

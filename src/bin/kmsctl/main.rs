@@ -611,14 +611,6 @@ fn main() -> ExitCode {
                 Some(a) => {
                     // The daemon's message may quote names others chose.
                     eprintln!("kmsctl: {}: {}", a.code, output::printable(&a.message));
-                    if a.grpc_code == tonic::Code::Internal
-                        && a.message.contains("h2 protocol error")
-                    {
-                        // What plaintext HTTP/2 meets at a TLS port.
-                        eprintln!(
-                            "kmsctl: if kmsd serves TLS there, use an https:// endpoint (and its CA)"
-                        );
-                    }
                     match a.grpc_code {
                         tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
                             ExitCode::from(3)
