@@ -142,7 +142,20 @@ fn key_uuid(s: &str) -> Option<Uuid> {
     }
     Uuid::try_parse(s).ok()
 }
+
 impl KeyRef {
+    /// Whether `s` names an alias (`alias/NAME`, or an ARN whose resource
+    /// is `alias/NAME`), read as [`Self::parse`] reads it but without
+    /// knowing the daemon's partition and region: for clients, which must
+    /// tell an alias from a key before they ask.
+    pub fn names_alias(s: &str) -> bool {
+        s.starts_with("alias/")
+            || (s.starts_with("arn:")
+                && s.splitn(6, ':')
+                    .nth(5)
+                    .is_some_and(|resource| resource.starts_with("alias/")))
+    }
+
     /// Parses a key id, key ARN, alias name or alias ARN for `region`.
     pub fn parse(s: &str, partition: &str, region: &str) -> Result<Self> {
         if s.is_empty() {
@@ -423,6 +436,39 @@ pub(crate) mod paging {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_alias_agrees_with_parse() {
+        let id = Uuid::new_v4();
+        for s in [
+            "alias/orders".to_owned(),
+            "arn:aws:kms:us-east-1:111122223333:alias/orders".to_owned(),
+            "arn:aws:kms:us-east-1:111122223333:alias/a:b".to_owned(),
+            id.to_string(),
+            id.to_string().to_uppercase(),
+            format!("arn:aws:kms:us-east-1:111122223333:key/{id}"),
+        ] {
+            let parsed = KeyRef::parse(&s, "aws", "us-east-1").unwrap();
+            assert_eq!(KeyRef::names_alias(&s), parsed.is_alias(), "{s}");
+        }
+        for s in [
+            "1234abcd-12ab-34cd-56ef-1234567890ab",
+            "1234ABCD-12AB-34CD-56EF-1234567890AB",
+            "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "arn:aws:kms:us-east-1:111122223333:key/alias/x",
+            "aliases/orders",
+            "",
+        ] {
+            assert!(!KeyRef::names_alias(s), "{s}");
+        }
+        for s in [
+            "alias/orders",
+            "arn:aws:kms:us-east-1:111122223333:alias/orders",
+            "arn:aws:kms:us-east-1:111122223333:alias/a:b",
+        ] {
+            assert!(KeyRef::names_alias(s), "{s}");
+        }
+    }
 
     #[test]
     fn key_refs() {

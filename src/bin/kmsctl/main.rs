@@ -495,7 +495,7 @@ async fn confirm_deletion(kms: &mut KmsClient, key: &str, days: i32) -> anyhow::
     // names can change between reading it and deleting). Say so before
     // asking, rather than after a "y", and name the key to pass instead
     // if the alias can be read.
-    if names_alias(key) {
+    if kmsd::kms::KeyRef::names_alias(key) {
         let target = kms
             .describe_key(pb::DescribeKeyRequest {
                 key_id: key.to_owned(),
@@ -549,17 +549,6 @@ async fn confirm_deletion(kms: &mut KmsClient, key: &str, days: i32) -> anyhow::
     } else {
         anyhow::bail!("not confirmed; nothing was changed")
     }
-}
-
-/// Whether `key` names an alias (`alias/NAME` or an alias ARN), read as
-/// kmsd reads a key reference.
-fn names_alias(key: &str) -> bool {
-    key.starts_with("alias/")
-        || (key.starts_with("arn:")
-            && key
-                .splitn(6, ':')
-                .nth(5)
-                .is_some_and(|resource| resource.starts_with("alias/")))
 }
 
 /// A mistake in how kmsctl was invoked (exit code 2), found after parsing.
@@ -1921,27 +1910,6 @@ async fn finish_output<T, E: Into<anyhow::Error>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn aliases_are_told_from_keys_as_kmsd_tells_them() {
-        for alias in [
-            "alias/orders",
-            "arn:aws:kms:us-east-1:111122223333:alias/orders",
-            "arn:aws:kms:us-east-1:111122223333:alias/a:b",
-        ] {
-            assert!(names_alias(alias), "{alias}");
-        }
-        for key in [
-            "1234abcd-12ab-34cd-56ef-1234567890ab",
-            "1234ABCD-12AB-34CD-56EF-1234567890AB",
-            "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-            "arn:aws:kms:us-east-1:111122223333:key/alias/x",
-            "aliases/orders",
-            "",
-        ] {
-            assert!(!names_alias(key), "{key}");
-        }
-    }
 
     #[test]
     fn median_of_odd_even_and_empty() {
