@@ -351,15 +351,16 @@ impl Kms {
 
     /// Refuses a key that cannot serve a cryptographic operation.
     fn check_usable(&self, key: &KeyRecord) -> Result<()> {
-        if key.state == KeyState::Enabled {
-            // The hot path: no ARN formatted for a message not sent.
-            return Ok(());
-        }
-        let arn = self.key_arn(&key.account_id, key.id);
+        // Formatted only for a refusal: Enabled is the hot path.
+        let arn = || self.key_arn(&key.account_id, key.id);
         match key.state {
             KeyState::Enabled => Ok(()),
-            KeyState::Disabled => Err(KmsError::DisabledException(format!("{arn} is disabled."))),
+            KeyState::Disabled => Err(KmsError::DisabledException(format!(
+                "{} is disabled.",
+                arn()
+            ))),
             KeyState::PendingDeletion => {
+                let arn = arn();
                 // Such an attempt reveals data still encrypted under the key:
                 // flagged and counted in its audit event.
                 crate::audit::notes::pending_deletion_use(&arn);

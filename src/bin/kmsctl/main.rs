@@ -1647,8 +1647,8 @@ fn report_json(r: &kmsd::bench::Report) -> Value {
 }
 
 async fn run_bench(a: BenchArgs, target: &Target, kms: &mut KmsClient) -> anyhow::Result<()> {
-    let endpoint = target.endpoint.as_str();
     use kmsd::bench::{LoadShape, run_baseline, run_kms, start_baseline};
+    let endpoint = target.endpoint.as_str();
     // The other counts are range-checked by clap.
     if !(a.duration.is_finite() && a.duration > 0.0) {
         return Err(UsageError("--duration must be positive".into()).into());
