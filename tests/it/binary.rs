@@ -15,6 +15,8 @@ pub(crate) struct Kmsd {
     child: Child,
     endpoint: String,
     stdout: String,
+    /// Where its stderr (its log, at `warn`) goes: beside the data directory.
+    log: PathBuf,
 }
 
 impl Kmsd {
@@ -33,13 +35,15 @@ impl Kmsd {
     /// `start_with` listening on `listen`.
     #[allow(clippy::zombie_processes)]
     pub(crate) fn start_on(data_dir: &Path, listen: &str, extra: &[&str]) -> Self {
+        // A file, not a pipe: nobody has to drain it for kmsd to go on.
+        let log = data_dir.with_extension("kmsd.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_kmsd"))
             .args(["dev", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("kmsd's log file"))
             .spawn()
             .expect("spawn kmsd");
         let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
@@ -49,7 +53,10 @@ impl Kmsd {
             let n = reader.read_line(&mut line).expect("read stdout");
             if n == 0 {
                 let status = child.wait();
-                panic!("kmsd exited ({status:?}) before listening; it printed:\n{stdout}");
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!(
+                    "kmsd exited ({status:?}) before listening; it printed:\n{stdout}\nand logged:\n{log}"
+                );
             }
             stdout.push_str(&line);
             if let Some(addr) = line.trim().strip_prefix("listening on ") {
@@ -60,9 +67,15 @@ impl Kmsd {
                     child,
                     endpoint,
                     stdout,
+                    log,
                 };
             }
         }
+    }
+
+    /// What kmsd has logged so far (at `warn`).
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).expect("kmsd's log")
     }
 
     fn signal(&self, sig: &str) {

@@ -179,9 +179,7 @@ fn kmsd_dev_tls_serves_ipv6_loopback() {
 /// served (a group such as ssl-cert may need it), but kmsd says so.
 #[test]
 fn kmsd_warns_of_a_tls_key_others_may_read() {
-    use std::io::{BufRead, BufReader, Read};
     use std::os::unix::fs::PermissionsExt;
-    use std::process::{Command, Stdio};
 
     let (t, dir) = data_dir();
     let pair = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
@@ -189,34 +187,19 @@ fn kmsd_warns_of_a_tls_key_others_may_read() {
     std::fs::write(&cert, pair.cert.pem()).unwrap();
     std::fs::write(&key, pair.signing_key.serialize_pem()).unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kmsd"))
-        .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir)
-        .arg("--tls-cert")
-        .arg(&cert)
-        .arg("--tls-key")
-        .arg(&key)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn kmsd");
-    let listening = BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
-        .any(|l| l.starts_with("listening on"));
-    let _ = child.kill();
-    let _ = child.wait();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert!(listening, "kmsd did not start: {stderr}");
+    // Start returns once kmsd listens: the warning, if any, is logged by then.
+    let kmsd = Kmsd::start_with(
+        &dir,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let log = kmsd.log();
     assert!(
-        stderr.contains("the TLS private key is mode 644"),
-        "no warning: {stderr}"
+        log.contains("the TLS private key is mode 644"),
+        "no warning: {log}"
     );
 }
