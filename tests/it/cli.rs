@@ -351,6 +351,15 @@ fn key_commands() {
         1,
         "NotFoundException",
     );
+    // The daemon's message quotes the name it was given; a terminal
+    // escape in it is printed escaped, not obeyed.
+    let hostile = run(&dir, &["key", "describe", "alias/x\u{1b}[2Jy"]);
+    refused(&hostile, 1, "NotFoundException");
+    let stderr = String::from_utf8_lossy(&hostile.stderr);
+    assert!(
+        !stderr.contains('\u{1b}') && stderr.contains("x\\u{1b}[2Jy"),
+        "{stderr:?}"
+    );
     refused(
         &run(
             &dir,
@@ -1869,6 +1878,11 @@ fn audit_commands_and_output_formats() {
         marker = Some(s(&page["NextMarker"]).to_owned());
         assert!(paged.len() < 1000, "lookup pages do not end");
     }
+    refused(
+        &run(&dir, &["audit", "lookup", "--marker", "nope"]),
+        1,
+        "InvalidMarkerException",
+    );
     // The lookups themselves are events too: compare what both saw.
     let before: Vec<&Value> = all["Events"].as_array().unwrap().iter().collect();
     let tail = &paged[paged.len() - before.len()..];
