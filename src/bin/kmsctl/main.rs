@@ -663,57 +663,49 @@ fn resolve(conn: &Conn) -> anyhow::Result<Target> {
         )
         .into());
     }
-    let overridden = conn.access_key_id.is_some();
-    // Not needed at all when the environment gives credentials, endpoint
-    // and CA file.
-    let profile = if overridden && conn.endpoint.is_some() && conn.ca_file.is_some() {
-        None
-    } else {
-        Some(credentials_path(conn).and_then(|path| Ok(kmsd::profile::load(&path, &conn.profile)?)))
+    let load = || credentials_path(conn).and_then(|p| Ok(kmsd::profile::load(&p, &conn.profile)?));
+    let (profile, auth) = match (&conn.access_key_id, &conn.secret_access_key) {
+        (Some(id), Some(secret)) => {
+            // The profile only fills in what the environment left out, if
+            // it can be read at all.
+            let profile = (conn.endpoint.is_none() || conn.ca_file.is_none())
+                .then(load)
+                .and_then(Result::ok);
+            (
+                profile,
+                BearerAuth::new(id, secret, conn.session_token.as_deref())?,
+            )
+        }
+        _ => {
+            let p = load()?;
+            let auth = BearerAuth::new(
+                &p.access_key_id,
+                &p.secret_access_key,
+                p.session_token.as_ref().map(|t| t.as_str()),
+            )?;
+            (Some(p), auth)
+        }
     };
-    let loaded = profile.as_ref().and_then(|p| p.as_ref().ok());
+    let endpoint = match (&conn.endpoint, &profile) {
+        (Some(e), _) => e.clone(),
+        (None, Some(p)) => p.endpoint.clone(),
+        (None, None) => {
+            return Err(anyhow!(
+                "with credentials from the environment, give --endpoint or KMS_ENDPOINT"
+            ));
+        }
+    };
     let ca_file = conn
         .ca_file
         .clone()
-        .or_else(|| loaded.and_then(|p| p.ca_file.clone()));
+        .or_else(|| profile.as_ref().and_then(|p| p.ca_file.clone()));
     // Read once the credentials are settled, so that their errors come first.
-    let read_ca = |f: &Option<PathBuf>| f.as_deref().map(client::read_ca).transpose();
-    if let (Some(id), Some(secret)) = (&conn.access_key_id, &conn.secret_access_key) {
-        let endpoint = match (&conn.endpoint, loaded) {
-            (Some(e), _) => e.clone(),
-            (None, Some(p)) => p.endpoint.clone(),
-            (None, None) => {
-                return Err(anyhow!(
-                    "with credentials from the environment, give --endpoint or KMS_ENDPOINT"
-                ));
-            }
-        };
-        let auth = BearerAuth::new(id, secret, conn.session_token.as_deref())?;
-        return Ok(Target {
-            endpoint,
-            auth,
-            ca_pem: read_ca(&ca_file)?,
-            ca_file,
-        });
-    }
-    let profile = match profile {
-        Some(p) => p?,
-        None => unreachable!("the profile is read unless credentials are overridden"),
-    };
-    let endpoint = conn
-        .endpoint
-        .clone()
-        .unwrap_or_else(|| profile.endpoint.clone());
-    let auth = BearerAuth::new(
-        &profile.access_key_id,
-        &profile.secret_access_key,
-        profile.session_token.as_ref().map(|t| t.as_str()),
-    )?;
+    let ca_pem = ca_file.as_deref().map(client::read_ca).transpose()?;
     Ok(Target {
         endpoint,
         auth,
-        ca_pem: read_ca(&ca_file)?,
         ca_file,
+        ca_pem,
     })
 }
 
