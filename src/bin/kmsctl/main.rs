@@ -778,15 +778,19 @@ where
 {
     let mut all = Vec::new();
     let mut marker: Option<String> = None;
+    // Markers already followed: one that comes back (at once or after a
+    // cycle) would page for ever.
+    let mut followed = std::collections::HashSet::new();
     loop {
         let (items, next, truncated) = page(marker.clone()).await?;
         all.extend(items);
         match next {
-            // A marker that does not move would page for ever.
-            Some(m) if truncated && marker.as_ref() == Some(&m) => {
-                anyhow::bail!("the daemon answered the same page marker twice; stopping")
+            Some(m) if truncated => {
+                if !followed.insert(m.clone()) {
+                    anyhow::bail!("the daemon answered a page marker it had given before; stopping")
+                }
+                marker = Some(m);
             }
-            Some(m) if truncated => marker = Some(m),
             _ => return Ok(all),
         }
     }
@@ -1922,6 +1926,54 @@ mod tests {
         ));
         let cli = Cli::try_parse_from(["kmsctl", "random", "--out", "f"]).unwrap();
         assert_eq!(cli.conn.output, None);
+    }
+
+    /// Walks `pages` (items, next marker, truncated) as a daemon would
+    /// answer them, recording the marker each call was given.
+    fn walk(
+        pages: Vec<(Vec<u32>, Option<&'static str>, bool)>,
+    ) -> (anyhow::Result<Vec<u32>>, Vec<Option<String>>) {
+        let asked = std::cell::RefCell::new(Vec::new());
+        let mut pages = pages.into_iter();
+        let result = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(all_pages(|marker| {
+                asked.borrow_mut().push(marker);
+                let page = pages.next().expect("asked for a page past the last");
+                async move { Ok((page.0, page.1.map(String::from), page.2)) }
+            }));
+        (result, asked.into_inner())
+    }
+
+    #[test]
+    fn all_pages_follows_markers_until_not_truncated() {
+        let (all, asked) = walk(vec![
+            (vec![1, 2], Some("a"), true),
+            (vec![3], Some("b"), true),
+            // A marker without `truncated` ends the walk.
+            (vec![4], Some("c"), false),
+        ]);
+        assert_eq!(all.unwrap(), [1, 2, 3, 4]);
+        assert_eq!(asked, [None, Some("a".into()), Some("b".into())]);
+    }
+
+    #[test]
+    fn all_pages_stops_on_a_marker_given_before() {
+        for pages in [
+            vec![(vec![1], Some("a"), true), (vec![2], Some("a"), true)],
+            vec![
+                (vec![1], Some("a"), true),
+                (vec![2], Some("b"), true),
+                (vec![3], Some("a"), true),
+            ],
+        ] {
+            let n = pages.len();
+            let (all, asked) = walk(pages);
+            let e = all.unwrap_err().to_string();
+            assert!(e.contains("page marker it had given before"), "{e}");
+            assert_eq!(asked.len(), n, "no page asked for after the repeat");
+        }
     }
 
     #[test]
