@@ -147,9 +147,15 @@ impl Kms {
     ) -> Result<(Vec<Alias>, Option<String>)> {
         let limit = paging::limit(limit, 50, 100)?;
         let after = paging::position(marker)?;
+        // As in AWS: the aliases of one key need kms:ListAliases on that key,
+        // all of the account's need it from an identity policy.
         let key = match key_id {
             Some(k) => Some(self.resolve_key_only(caller, k, "ListAliases").await?.id),
-            None => None,
+            None => {
+                self.authorize_identity(caller, "kms:ListAliases", "*")
+                    .await?;
+                None
+            }
         };
         let aliases = self
             .store

@@ -2,6 +2,9 @@
 //! call on a key, and the identity-policy check for calls on no key
 //! (CreateKey, ListKeys, IAM operations).
 //!
+//! 0. A caller of another account asking for an operation AWS KMS keeps
+//!    to the key's own account (managing the key rather than using it):
+//!    denied, whatever the policies say.
 //! 1. Any matching Deny, in the key policy or any identity policy of the
 //!    caller (its own, its groups', its role's): denied.
 //! 2. The root of the key's account: allowed (it owns everything in it).
@@ -129,6 +132,29 @@ fn combine(evals: impl IntoIterator<Item = Evaluation>) -> Combined {
             deny: c.deny || e.explicit_deny,
             allow: c.allow || e.allow_direct,
         })
+}
+
+/// Whether AWS KMS lets a principal of another account perform `action`
+/// on a key (the "Cross-account use: Yes" operations): using the key,
+/// describing it and working with its grants. Managing a key (its state,
+/// deletion, policy, description, tags, rotation, aliases) is for its own
+/// account only, whatever its key policy allows another account.
+fn cross_account_action(action: &str) -> bool {
+    matches!(
+        action,
+        "Encrypt"
+            | "Decrypt"
+            | "ReEncryptFrom"
+            | "ReEncryptTo"
+            | "GenerateDataKey"
+            | "GenerateDataKeyWithoutPlaintext"
+            | "DescribeKey"
+            | "CreateGrant"
+            | "ListGrants"
+            | "RevokeGrant"
+            | "RetireGrant"
+            | "GetKeyRotationStatus"
+    )
 }
 
 /// The ARNs a grant may name to reach `caller`: its own, and its role's.
@@ -348,6 +374,17 @@ impl Kms {
                 context: context.for_policy(p),
             })
         };
+        if caller.account_id != key.account_id && !cross_account_action(action) {
+            return Ok(Verdict::Deny {
+                by_key_policy: false,
+                error: denial(
+                    caller,
+                    &full_action,
+                    &resource,
+                    "because this operation cannot be used on a key of another account",
+                ),
+            });
+        }
         let kp = evaluate(key_policy);
         if kp.explicit_deny {
             return Ok(Verdict::Deny {

@@ -622,6 +622,161 @@ async fn cross_account_needs_both_sides() {
     );
 }
 
+/// As in AWS KMS, only a key's own account manages it: a key policy
+/// allowing another account `kms:*` lets that account use the key,
+/// describe it, read its rotation status and work with its grants, but
+/// every operation that manages the key is refused to it, to its users and
+/// its root alike, and changes nothing.
+#[tokio::test]
+async fn another_account_may_use_a_key_but_never_manage_it() {
+    let d = TestDaemon::start().await;
+    let acct = d.root.account_id.clone();
+    let mut root = d.kms_client(&d.root).await;
+    let b = new_account(&d, "b").await;
+    let bob = new_user(&d, &b, "bob").await;
+    put_user_policy(&d, &b, "bob", "kms-all", &allow_identity("kms:*"))
+        .await
+        .unwrap();
+    let mut bob_kms = d.kms_client(&bob).await;
+    let mut b_root = d.kms_client(&b).await;
+    let policy = key_policy_with_root(
+        &acct,
+        &[json!({"Sid": "B may do anything", "Effect": "Allow",
+                 "Principal": {"AWS": root_arn(&b.account_id)},
+                 "Action": "kms:*", "Resource": "*"})],
+    );
+    let key = key_with_policy(&mut root, &policy).await;
+    let before = describe(&mut root, &key).await.unwrap();
+
+    for (kms, principal) in [
+        (&mut bob_kms, user_arn(&b.account_id, "bob")),
+        (&mut b_root, root_arn(&b.account_id)),
+    ] {
+        encrypt_with(kms, &key, &[]).await.expect("Encrypt");
+        describe(kms, &key).await.expect("DescribeKey");
+        let id = || key.clone();
+        kms.get_key_rotation_status(pb::GetKeyRotationStatusRequest { key_id: id() })
+            .await
+            .expect("GetKeyRotationStatus");
+        kms.list_grants(pb::ListGrantsRequest {
+            key_id: id(),
+            ..Default::default()
+        })
+        .await
+        .expect("ListGrants");
+
+        let refused: Vec<(&str, Result<(), tonic::Status>)> = vec![
+            ("DisableKey", disable_key(kms, &key).await),
+            (
+                "EnableKey",
+                kms.enable_key(pb::EnableKeyRequest { key_id: id() })
+                    .await
+                    .map(drop),
+            ),
+            (
+                "ScheduleKeyDeletion",
+                kms.schedule_key_deletion(pb::ScheduleKeyDeletionRequest {
+                    key_id: id(),
+                    pending_window_in_days: Some(7),
+                })
+                .await
+                .map(drop),
+            ),
+            (
+                "CancelKeyDeletion",
+                kms.cancel_key_deletion(pb::CancelKeyDeletionRequest { key_id: id() })
+                    .await
+                    .map(drop),
+            ),
+            (
+                "UpdateKeyDescription",
+                kms.update_key_description(pb::UpdateKeyDescriptionRequest {
+                    key_id: id(),
+                    description: "taken over".into(),
+                })
+                .await
+                .map(drop),
+            ),
+            ("GetKeyPolicy", get_key_policy(kms, &key).await.map(drop)),
+            (
+                "PutKeyPolicy",
+                put_key_policy(kms, &key, &policy, false).await.map(drop),
+            ),
+            (
+                "ListKeyPolicies",
+                kms.list_key_policies(pb::ListKeyPoliciesRequest {
+                    key_id: id(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+            ),
+            (
+                "TagResource",
+                kms.tag_resource(pb::TagResourceRequest {
+                    key_id: id(),
+                    tags: vec![pb::Tag {
+                        tag_key: "owner".into(),
+                        tag_value: "b".into(),
+                    }],
+                })
+                .await
+                .map(drop),
+            ),
+            (
+                "ListResourceTags",
+                kms.list_resource_tags(pb::ListResourceTagsRequest {
+                    key_id: id(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+            ),
+            (
+                "EnableKeyRotation",
+                kms.enable_key_rotation(pb::EnableKeyRotationRequest {
+                    key_id: id(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+            ),
+            (
+                "RotateKeyOnDemand",
+                kms.rotate_key_on_demand(pb::RotateKeyOnDemandRequest { key_id: id() })
+                    .await
+                    .map(drop),
+            ),
+            (
+                "ListKeyRotations",
+                kms.list_key_rotations(pb::ListKeyRotationsRequest {
+                    key_id: id(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+            ),
+            (
+                "ListAliases",
+                kms.list_aliases(pb::ListAliasesRequest {
+                    key_id: Some(id()),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+            ),
+        ];
+        for (action, result) in refused {
+            assert_denied(result, &principal, &format!("kms:{action}"), &key);
+        }
+    }
+    let after = describe(&mut root, &key).await.unwrap();
+    assert_eq!(after.key_state, pb::KeyState::Enabled as i32);
+    assert_eq!(after.description, before.description);
+    assert_eq!(after.deletion_date, None);
+    assert_eq!(get_key_policy(&mut root, &key).await.unwrap(), policy);
+}
+
 /// A key policy naming another account's user directly still needs that
 /// user's own identity policy.
 #[tokio::test]
@@ -1239,8 +1394,8 @@ async fn group_policy_grants_and_removal_revokes() {
     );
 }
 
-/// CreateKey, ListKeys and GenerateRandom are decided by identity policies
-/// alone.
+/// CreateKey, ListKeys, GenerateRandom and ListAliases (without a key) are
+/// decided by identity policies alone.
 #[tokio::test]
 async fn create_key_and_list_keys_need_an_identity_policy() {
     let d = TestDaemon::start().await;
@@ -1278,11 +1433,27 @@ async fn create_key_and_list_keys_need_an_identity_policy() {
         "AccessDeniedException",
     );
     assert_eq!(all_key_ids(&mut root).await, before, "nothing was created");
+    // All of the account's aliases, with the keys they name.
+    let target = create_key(&mut root).await.arn;
+    create_alias(&mut root, "alias/roots", &target)
+        .await
+        .unwrap();
+    let s = assert_err(
+        kms.list_aliases(pb::ListAliasesRequest::default()).await,
+        Code::PermissionDenied,
+        "AccessDeniedException",
+    );
+    assert!(
+        s.message().contains(&nina_arn) && s.message().contains("kms:ListAliases"),
+        "{s:?}"
+    );
+    let before = all_key_ids(&mut root).await;
 
     // (kms:PutKeyPolicy too, so that the lockout check has nothing to say;
     // see create_key_with_the_default_policy_has_no_lockout_check.)
     let doc = policy_doc(json!([{"Effect": "Allow",
-        "Action": ["kms:CreateKey", "kms:ListKeys", "kms:GenerateRandom", "kms:PutKeyPolicy"],
+        "Action": ["kms:CreateKey", "kms:ListKeys", "kms:GenerateRandom", "kms:PutKeyPolicy",
+                   "kms:ListAliases"],
         "Resource": "*"}]));
     put_user_policy(&d, &d.root, "nina", "keys", &doc)
         .await
@@ -1290,6 +1461,13 @@ async fn create_key_and_list_keys_need_an_identity_policy() {
     let k = create_key(&mut kms).await;
     assert_eq!(k.aws_account_id, acct);
     assert!(all_key_ids(&mut kms).await.contains(&k.key_id));
+    assert_eq!(all_key_ids(&mut root).await.len(), before.len() + 1);
+    assert!(
+        all_aliases(&mut kms)
+            .await
+            .iter()
+            .any(|a| a.alias_name == "alias/roots")
+    );
     let r = kms
         .generate_random(pb::GenerateRandomRequest {
             number_of_bytes: 16,
