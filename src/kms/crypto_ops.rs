@@ -140,11 +140,9 @@ impl Kms {
             .store
             .get_key_version(key.id, version)
             .await?
-            .ok_or_else(|| {
-                KmsError::InvalidCiphertextException(
-                    "the ciphertext refers to a key material version that does not exist".into(),
-                )
-            })?;
+            // Said as any other refused blob is: the answer tells nothing
+            // of which versions exist.
+            .ok_or(crate::crypto::Error::InvalidCiphertext)?;
         // The stored row is read first (from the store's cache), so a
         // destroyed version is refused before the unwrapped cache is asked.
         self.material
@@ -238,11 +236,14 @@ impl Kms {
         action: &str,
         ctx: &EncryptionContext,
     ) -> Result<KeyRecord> {
-        let key = self.store.get_key(id).await?.ok_or_else(|| {
-            KmsError::NotFoundException(format!(
-                "the key the ciphertext was encrypted under ({id}) does not exist"
-            ))
-        })?;
+        // A blob naming no key (altered, or its key destroyed) is refused
+        // as any other altered blob is (DESIGN.md section 5): the answer
+        // reveals neither the id read from it nor whether such a key exists.
+        let key = self
+            .store
+            .get_key(id)
+            .await?
+            .ok_or(crate::crypto::Error::InvalidCiphertext)?;
         // Noted before the decision, so a refused attempt names the key too.
         crate::audit::notes::key(&self.key_arn(&key.account_id, key.id));
         self.authorize(caller, action, &key, Some(ctx)).await?;

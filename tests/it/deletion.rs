@@ -151,11 +151,12 @@ async fn key_is_destroyed_only_after_its_window() {
     assert_eq!(names, vec!["alias/keep".to_owned()]);
     // It is not listed.
     assert_eq!(all_key_ids(&mut kms).await, vec![keep.key_id.clone()]);
-    // A ciphertext made under it can never be decrypted again.
+    // A ciphertext made under it can never be decrypted again; it names no
+    // key now, and is refused as any blob naming no key is.
     assert_err(
         decrypt(&mut kms, &blob, &c).await,
-        Code::NotFound,
-        "NotFoundException",
+        Code::InvalidArgument,
+        "InvalidCiphertextException",
     );
     assert_err(
         encrypt(&mut kms, &m.key_id, b"x", &ctx(&[])).await,
