@@ -85,6 +85,11 @@ impl PolicyCache {
     /// name; the compiled form is kept, so its first use does not parse it
     /// again.
     pub(crate) fn compile(&self, document: &str, kind: PolicyKind) -> Result<Arc<Policy>> {
+        // A parameter below its minimum length, as AWS says it: not a
+        // malformed document but a missing one.
+        if document.is_empty() {
+            return Err(KmsError::validation("policy must not be empty"));
+        }
         if let Some(p) = self.lookup(document, kind) {
             return Ok(p);
         }

@@ -73,8 +73,12 @@ fn validate_common(ctx: &EncryptionContext, grant_tokens: &[String]) -> Result<(
     validate_context_and_tokens(ctx, grant_tokens)
 }
 
-/// [`validate_common`] without the note.
-fn validate_context_and_tokens(ctx: &EncryptionContext, grant_tokens: &[String]) -> Result<()> {
+/// [`validate_common`] without the note; also the check of a grant's
+/// context constraints, which are encryption contexts too.
+pub(super) fn validate_context_and_tokens(
+    ctx: &EncryptionContext,
+    grant_tokens: &[String],
+) -> Result<()> {
     if grant_tokens.len() > MAX_GRANT_TOKENS {
         return Err(KmsError::validation(format!(
             "at most {MAX_GRANT_TOKENS} grant tokens may be given"

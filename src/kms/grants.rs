@@ -175,19 +175,26 @@ impl Kms {
                 ));
             }
         };
+        if let Some(GrantConstraints::Subset(c) | GrantConstraints::Equals(c)) = &constraints {
+            // The same rules as a call's context: a constraint that no
+            // valid call could meet is refused, not stored.
+            super::crypto_ops::validate_context_and_tokens(&c.clone().into(), &[])?;
+        }
         if constraints.is_some() && ops.iter().any(|o| !o.takes_context()) {
             return Err(KmsError::validation(
                 "encryption context constraints apply only to operations that take an encryption context",
             ));
         }
         let name = input.name.clone().unwrap_or_default();
-        if name.len() > 256
+        // Given, a name has 1 to 256 characters (AWS's length constraint).
+        if input.name.as_ref().is_some_and(String::is_empty)
+            || name.len() > 256
             || !name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b":/_-".contains(&b))
         {
             return Err(KmsError::validation(
-                "name must be at most 256 characters of letters, digits and :/_-",
+                "name must be 1 to 256 characters of letters, digits and :/_-",
             ));
         }
         self.refuse_alias(&input.key_id)?;

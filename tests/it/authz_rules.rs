@@ -1043,6 +1043,12 @@ async fn malformed_policies_are_refused_by_put_key_policy() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // No document at all is a missing parameter, not a malformed one.
+    assert_err(
+        put_key_policy(&mut root, &key, "", false).await,
+        Code::InvalidArgument,
+        "ValidationException",
+    );
     assert_eq!(get_key_policy(&mut root, &key).await.unwrap(), original);
 
     // Exactly 32 KiB is accepted and returned byte for byte.
@@ -1081,6 +1087,15 @@ async fn malformed_policies_are_refused_by_create_key() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_err(
+        root.create_key(pb::CreateKeyRequest {
+            policy: Some(String::new()),
+            ..Default::default()
+        })
+        .await,
+        Code::InvalidArgument,
+        "ValidationException",
+    );
     assert_eq!(all_key_ids(&mut root).await, before, "no key was made");
 }
 

@@ -1779,7 +1779,24 @@ async fn create_grant_validates_its_arguments() {
         .await,
         "both constraints",
     );
-    for name in ["has space", "semi;colon", &"n".repeat(257)] {
+    // Constraints follow the rules of a call's context: none that no valid
+    // call could meet.
+    for bad in [&[("", "b")][..], &[("tenant", "b"), ("Tenant", "c")][..]] {
+        for constraints in [subset(bad), equals(bad)] {
+            invalid(
+                create_grant(
+                    &mut owner,
+                    pb::CreateGrantRequest {
+                        constraints: Some(constraints),
+                        ..w.b_grant()
+                    },
+                )
+                .await,
+                &format!("constraint {bad:?}"),
+            );
+        }
+    }
+    for name in ["", "has space", "semi;colon", &"n".repeat(257)] {
         invalid(
             create_grant(
                 &mut owner,
