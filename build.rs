@@ -26,6 +26,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     tonic_prost_build::configure()
         .skip_debug(secret_bearing)
+        // prost's codec, but an undecodable message is ValidationException.
+        .codec_path("crate::server::grpc::codec::KmsCodec")
         .compile_fds(fds)?;
     Ok(())
 }

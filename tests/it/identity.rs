@@ -972,3 +972,80 @@ async fn a_deleted_access_keys_secret_leaves_the_cache() {
     delete().await.unwrap();
     assert_eq!(cached(), before, "and forgotten when the key is deleted");
 }
+
+/// Field 1 (`key_id`, a string) as bytes that are not UTF-8.
+#[derive(Clone, PartialEq, prost::Message)]
+struct KeyIdAsBytes {
+    #[prost(bytes = "vec", tag = "1")]
+    key_id: Vec<u8>,
+}
+
+/// Field 1 as a varint.
+#[derive(Clone, PartialEq, prost::Message)]
+struct KeyIdAsVarint {
+    #[prost(uint64, tag = "1")]
+    key_id: u64,
+}
+
+/// Sends `msg` to `path` as a client with a wrong schema would.
+async fn send_misshapen<M: prost::Message + Send + Sync + 'static>(
+    ch: &Channel,
+    path: &'static str,
+    msg: M,
+    header: Option<MetadataValue<Ascii>>,
+) -> Result<tonic::Response<pb::DescribeKeyResponse>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(ch.clone());
+    grpc.ready().await.expect("ready");
+    grpc.unary(
+        req(msg, header),
+        tonic::codegen::http::uri::PathAndQuery::from_static(path),
+        tonic_prost::ProstCodec::default(),
+    )
+    .await
+}
+
+/// A request that is not a well-formed message of its method's type is a
+/// bad parameter: INVALID_ARGUMENT with ValidationException in its
+/// ErrorInfo, as API.md says of every failure, not tonic's bare INTERNAL.
+/// With or without credentials; nothing happens.
+#[tokio::test]
+async fn an_undecodable_request_is_a_validation_error() {
+    let d = TestDaemon::start().await;
+    let mut admin = d.admin_kms().await;
+    let keys_before = all_key_ids(&mut admin).await;
+    let ch = kmsd::client::connect(&d.endpoint).await.expect("connect");
+    let auth = hv(&format!(
+        "Bearer {}:{}",
+        d.admin.access_key_id, d.admin.secret
+    ));
+    for header in [Some(auth), None] {
+        for (what, r) in [
+            (
+                "DescribeKey, key_id not UTF-8",
+                send_misshapen(
+                    &ch,
+                    "/kms.v1.KeyManagementService/DescribeKey",
+                    KeyIdAsBytes {
+                        key_id: vec![0xff, 0xfe],
+                    },
+                    header.clone(),
+                )
+                .await,
+            ),
+            (
+                "CreateKey, field 1 a varint",
+                send_misshapen(
+                    &ch,
+                    "/kms.v1.KeyManagementService/CreateKey",
+                    KeyIdAsVarint { key_id: 7 },
+                    header.clone(),
+                )
+                .await,
+            ),
+        ] {
+            let s = assert_err(r, Code::InvalidArgument, "ValidationException");
+            assert!(s.message().contains("protobuf"), "{what}: {s:?}");
+        }
+    }
+    assert_eq!(all_key_ids(&mut admin).await, keys_before);
+}

@@ -5,6 +5,7 @@
 //! error at one place (`status`).
 
 mod audit_service;
+pub mod codec;
 mod identity_service;
 mod kms_service;
 pub mod status;
