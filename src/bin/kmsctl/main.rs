@@ -825,8 +825,21 @@ fn write_output(p: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn context(kv: Vec<(String, String)>) -> HashMap<String, String> {
-    kv.into_iter().collect()
+/// The `k=v` entries of a context option as a map; a key given twice is a
+/// usage error, not one value silently dropped.
+fn context(kv: Vec<(String, String)>) -> anyhow::Result<HashMap<String, String>> {
+    let mut map = HashMap::with_capacity(kv.len());
+    for (k, v) in kv {
+        if map.contains_key(&k) {
+            return Err(UsageError(format!(
+                "context key '{}' is given twice",
+                output::printable(&k)
+            ))
+            .into());
+        }
+        map.insert(k, v);
+    }
+    Ok(map)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -1177,7 +1190,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let bar = progress::for_input(&input, !no_progress);
             let mut reader = bar.wrap_async_read(open_input(&input).await?);
-            let ctx = context(ctx);
+            let ctx = context(ctx)?;
             if out.as_os_str() == "-" {
                 let mut out = tokio::io::stdout();
                 client::encrypt_stream(&mut kms, &key, ctx, &mut reader, &mut out, segment_size)
@@ -1200,7 +1213,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let bar = progress::for_input(&input, !no_progress);
             let mut reader = bar.wrap_async_read(open_input(&input).await?);
-            let expected = context(ctx);
+            let expected = context(ctx)?;
             if out.as_os_str() == "-" {
                 // Only authenticated segments are written, but a stream
                 // truncated later fails after earlier segments went out:
@@ -1227,7 +1240,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .encrypt(pb::EncryptRequest {
                     key_id: key,
                     plaintext: plaintext.to_vec(),
-                    encryption_context: context(ctx),
+                    encryption_context: context(ctx)?,
                     grant_tokens,
                     ..Default::default()
                 })
@@ -1245,7 +1258,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let r = kms
                 .decrypt(pb::DecryptRequest {
                     ciphertext_blob: blob.to_vec(),
-                    encryption_context: context(ctx),
+                    encryption_context: context(ctx)?,
                     grant_tokens,
                     ..Default::default()
                 })
@@ -1267,10 +1280,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let r = kms
                 .re_encrypt(pb::ReEncryptRequest {
                     ciphertext_blob: blob.to_vec(),
-                    source_encryption_context: context(source_context),
+                    source_encryption_context: context(source_context)?,
                     source_key_id: source_key,
                     destination_key_id: key,
-                    destination_encryption_context: context(ctx),
+                    destination_encryption_context: context(ctx)?,
                     grant_tokens,
                 })
                 .await?
@@ -1304,7 +1317,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         pb::GenerateDataKeyWithoutPlaintextRequest {
                             key_id: key,
                             key_spec: Some(pb::DataKeySpec::Aes256 as i32),
-                            encryption_context: context(ctx),
+                            encryption_context: context(ctx)?,
                             ..Default::default()
                         },
                     )
@@ -1316,7 +1329,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .generate_data_key(pb::GenerateDataKeyRequest {
                         key_id: key,
                         key_spec: Some(pb::DataKeySpec::Aes256 as i32),
-                        encryption_context: context(ctx),
+                        encryption_context: context(ctx)?,
                         ..Default::default()
                     })
                     .await?
@@ -1398,11 +1411,14 @@ async fn run_grant(cmd: GrantCmd, kms: &mut KmsClient) -> anyhow::Result<()> {
                 .iter()
                 .map(|o| grant_operation(o))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let constraints =
-                (!subset.is_empty() || !equals.is_empty()).then(|| pb::GrantConstraints {
-                    encryption_context_subset: context(subset),
-                    encryption_context_equals: context(equals),
-                });
+            let constraints = if subset.is_empty() && equals.is_empty() {
+                None
+            } else {
+                Some(pb::GrantConstraints {
+                    encryption_context_subset: context(subset)?,
+                    encryption_context_equals: context(equals)?,
+                })
+            };
             let r = kms
                 .create_grant(pb::CreateGrantRequest {
                     key_id: key,
@@ -1731,7 +1747,7 @@ async fn run_bench(a: BenchArgs, target: &Target, kms: &mut KmsClient) -> anyhow
                 endpoint,
                 auth.clone(),
                 key,
-                context(a.context.clone()),
+                context(a.context.clone())?,
                 &mix,
                 &shape,
             )
@@ -1974,6 +1990,22 @@ mod tests {
             assert!(e.contains("page marker it had given before"), "{e}");
             assert_eq!(asked.len(), n, "no page asked for after the repeat");
         }
+    }
+
+    #[test]
+    fn a_context_key_given_twice_is_a_usage_error() {
+        let kv = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<Vec<_>>()
+        };
+        let map = context(kv(&[("a", "1"), ("b", "2")])).unwrap();
+        assert_eq!(map.len(), 2);
+        assert_eq!(map["a"], "1");
+        let e = context(kv(&[("a", "1"), ("b", "2"), ("a", "3")])).unwrap_err();
+        assert!(e.downcast_ref::<UsageError>().is_some(), "{e}");
+        assert!(e.to_string().contains("'a'"), "{e}");
     }
 
     #[test]
