@@ -503,6 +503,14 @@ impl Kms {
                 "duration_seconds must be between 900 and 43200, got {duration}"
             )));
         }
+        // As in AWS: a role is assumed by users and roles, never with an
+        // account's root credentials, whatever the trust policy says.
+        if caller.is_root() {
+            return Err(KmsError::AccessDeniedException(format!(
+                "User: {} is not authorized to perform: sts:AssumeRole: roles may not be assumed by root accounts",
+                caller.arn
+            )));
+        }
         let (account_id, role_name) = match role_arn.strip_prefix("arn:aws:iam::") {
             Some(rest) => {
                 let (acct, res) = rest.split_once(':').ok_or_else(|| {

@@ -343,6 +343,42 @@ async fn cross_account_assume_role() {
     assert_eq!(who.arn, assumed_role_arn(&acct, "app", "bob"));
 }
 
+/// As in AWS, an account's root credentials never assume a role, even one
+/// whose trust policy names that account (its own or another's).
+#[tokio::test]
+async fn roles_are_not_assumed_with_root_credentials() {
+    let d = TestDaemon::start().await;
+    let acct = d.root.account_id.clone();
+    let b = new_account(&d, "b").await;
+    let trusting = trust_policy(&[&root_arn(&acct), &root_arn(&b.account_id)]);
+    create_role(&d, &d.root, "app", &trusting, None)
+        .await
+        .unwrap();
+    let app = role_arn(&acct, "app");
+    for root in [&d.root, &b] {
+        let s = assert_err(
+            assume_role(&d, root, &app, "as-root", None, None).await,
+            Code::PermissionDenied,
+            "AccessDeniedException",
+        );
+        assert!(s.message().contains("root"), "{s:?}");
+    }
+    // The same trust lets the account's users in (with their permission).
+    let alice = new_user(&d, &d.root, "alice").await;
+    put_user_policy(
+        &d,
+        &d.root,
+        "alice",
+        "assume",
+        &allow_identity("sts:AssumeRole"),
+    )
+    .await
+    .unwrap();
+    assume_role(&d, &alice, &app, "alice", None, None)
+        .await
+        .expect("a user of the trusted account");
+}
+
 #[tokio::test]
 async fn session_durations() {
     let d = TestDaemon::start().await;
