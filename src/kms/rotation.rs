@@ -12,6 +12,11 @@ use crate::model::{KeyRecord, KeyState, KeyVersion, RotationType};
 
 /// Shortest and longest automatic rotation period, in days.
 pub const ROTATION_PERIOD_DAYS: std::ops::RangeInclusive<i32> = 90..=2560;
+/// On-demand rotations a key may have: AWS's quota (10 when the operation
+/// came out, 25 since), which AWS does not let anyone raise. Past it,
+/// `LimitExceededException`; automatic rotations are not counted.
+pub const MAX_ON_DEMAND_ROTATIONS: u32 = 25;
+
 /// Period when none is given.
 pub const DEFAULT_ROTATION_PERIOD_DAYS: i32 = 365;
 
@@ -133,7 +138,8 @@ impl Kms {
         })
     }
 
-    /// RotateKeyOnDemand: adds a version now; the automatic schedule is unchanged.
+    /// RotateKeyOnDemand: adds a version now; the automatic schedule is
+    /// unchanged. At most [`MAX_ON_DEMAND_ROTATIONS`] per key, as in AWS.
     pub async fn rotate_key_on_demand(&self, caller: &Caller, key_id: &str) -> Result<KeyRecord> {
         let key = self
             .resolve_key_only(caller, key_id, "RotateKeyOnDemand")
@@ -162,7 +168,11 @@ impl Kms {
                 rotation_type: Some(how),
             })
         });
-        Ok(self.store.rotate_key(key.id, change, make_version).await?)
+        let limit = (how == RotationType::OnDemand).then_some(MAX_ON_DEMAND_ROTATIONS);
+        Ok(self
+            .store
+            .rotate_key(key.id, change, make_version, limit)
+            .await?)
     }
 
     /// ListKeyRotations: every rotation (not the original material), oldest first.

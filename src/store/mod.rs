@@ -244,12 +244,15 @@ pub trait Store: Send + Sync + 'static {
     /// `NotFoundException` if there is no such key.
     async fn update_key(&self, id: Uuid, change: KeyChange) -> Result<KeyRecord>;
     /// Applies `change` (which must advance `current_version`) and stores the
-    /// new version's wrapped material, in one transaction.
+    /// new version's wrapped material, in one transaction. With
+    /// `on_demand_limit`, refuses (`LimitExceededException`, changing
+    /// nothing) when the key already has that many on-demand versions.
     async fn rotate_key(
         &self,
         id: Uuid,
         change: KeyChange,
         make_version: VersionMaker,
+        on_demand_limit: Option<u32>,
     ) -> Result<KeyRecord>;
     /// One version of a key's material.
     async fn get_key_version(&self, id: Uuid, version: u32) -> Result<Option<KeyVersion>>;

@@ -1385,9 +1385,27 @@ impl Store for SqliteStore {
         id: Uuid,
         change: KeyChange,
         make_version: VersionMaker,
+        on_demand_limit: Option<u32>,
     ) -> Result<KeyRecord> {
         self.write(move |c| {
             let mut k = load_key(c, id)?.ok_or_else(|| Error::Rejected(not_found(id)))?;
+            if let Some(limit) = on_demand_limit {
+                // Counted in the rotation's own transaction, so concurrent
+                // rotations cannot both pass it.
+                let done: u32 = c
+                    .prepare_cached(
+                        "SELECT COUNT(*) FROM key_versions WHERE key_id = ?1 AND rotation_type = ?2",
+                    )?
+                    .query_row(
+                        params![id.to_string(), RotationType::OnDemand.as_str()],
+                        |r| r.get(0),
+                    )?;
+                if done >= limit {
+                    return Err(Error::Rejected(KmsError::LimitExceededException(format!(
+                        "a key can be rotated on demand at most {limit} times; this one has been {done} times"
+                    ))));
+                }
+            }
             let before = k.current_version;
             change(&mut k).map_err(Error::Rejected)?;
             if k.current_version != before + 1 {

@@ -162,7 +162,7 @@ async fn rotate_on_demand_many_times() {
         .unwrap();
     let scheduled = status(&mut kms, &m.key_id).await.next_rotation_date;
 
-    // AWS's quota of on-demand rotations per key was 10 (now 25); do ten,
+    // Ten, well inside the quota of 25 (see on_demand_rotations_stop_at_the_quota),
     // with a ciphertext under every version.
     const ROTATIONS: u32 = 10;
     let mut blobs = Vec::new();
@@ -239,6 +239,44 @@ async fn rotate_on_demand_many_times() {
         );
     }
     assert!(all_rotations(&mut kms, &other.key_id).await.is_empty());
+}
+
+/// AWS's quota, which it does not let anyone raise: 25 on-demand rotations
+/// per key; the 26th is LimitExceededException and changes nothing, and
+/// automatic rotation goes on.
+#[tokio::test]
+async fn on_demand_rotations_stop_at_the_quota() {
+    let d = TestDaemon::start().await;
+    let mut kms = d.admin_kms().await;
+    let m = create_key(&mut kms).await;
+    let other = create_key(&mut kms).await;
+    for _ in 0..25 {
+        rotate(&mut kms, &m.key_id).await.expect("within the quota");
+    }
+    let s = assert_err(
+        rotate(&mut kms, &m.key_id).await,
+        Code::ResourceExhausted,
+        "LimitExceededException",
+    );
+    assert!(s.message().contains("25"), "{s:?}");
+    let meta = describe(&mut kms, &m.key_id).await.unwrap();
+    assert_eq!(meta.current_key_material_version, 26, "nothing changed");
+    assert_eq!(all_rotations(&mut kms, &m.key_id).await.len(), 25);
+    // The quota is per key.
+    rotate(&mut kms, &other.key_id)
+        .await
+        .expect("another key's first");
+    // Automatic rotation is not counted.
+    enable_rotation(&mut kms, &m.key_id, Some(90))
+        .await
+        .unwrap();
+    d.advance(91 * DAY);
+    d.kms.sweep().await.unwrap();
+    let meta = describe(&mut kms, &m.key_id).await.unwrap();
+    assert_eq!(
+        meta.current_key_material_version, 27,
+        "rotated automatically"
+    );
 }
 
 #[tokio::test]
