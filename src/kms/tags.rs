@@ -7,12 +7,23 @@ use crate::error::{KmsError, Result};
 use crate::identity::Caller;
 use crate::model::Tag;
 
+/// AWS's tag alphabet: letters, digits, spaces (Unicode separators, not
+/// line breaks or other control characters) and `_ . : / = + - @`.
+fn tag_char(c: char) -> bool {
+    c.is_alphanumeric() || (c.is_whitespace() && !c.is_control()) || "_.:/=+-@".contains(c)
+}
+
 fn validate_tag_key(k: &str) -> Result<()> {
     let n = k.chars().count();
     if !(1..=128).contains(&n) {
         return Err(KmsError::TagException(format!(
             "tag key must be 1 to 128 characters, got {n}"
         )));
+    }
+    if !k.chars().all(tag_char) {
+        return Err(KmsError::TagException(
+            "tag keys may hold only letters, digits, spaces and _.:/=+-@".into(),
+        ));
     }
     if k.to_ascii_lowercase().starts_with("aws:") {
         return Err(KmsError::TagException(format!(
@@ -23,7 +34,8 @@ fn validate_tag_key(k: &str) -> Result<()> {
 }
 
 /// Checks tags: keys of 1 to 128 characters without the `aws:` prefix,
-/// values of at most 256, no key twice, at most `max`.
+/// values of at most 256, both of AWS's alphabet ([`tag_char`]), no key
+/// twice, at most `max`.
 pub fn validate_tags(tags: &[Tag], max: usize) -> Result<()> {
     if tags.len() > max {
         return Err(KmsError::LimitExceededException(format!(
@@ -36,6 +48,12 @@ pub fn validate_tags(tags: &[Tag], max: usize) -> Result<()> {
         if t.value.chars().count() > 256 {
             return Err(KmsError::TagException(format!(
                 "the value of tag '{}' is longer than 256 characters",
+                t.key
+            )));
+        }
+        if !t.value.chars().all(tag_char) {
+            return Err(KmsError::TagException(format!(
+                "the value of tag '{}' may hold only letters, digits, spaces and _.:/=+-@",
                 t.key
             )));
         }
@@ -143,6 +161,39 @@ mod tests {
             validate_tags(&[tag("aws:x", "v")], 50),
             Err(KmsError::TagException(_))
         ));
+        // AWS's alphabet, in keys and values alike.
+        validate_tags(
+            &[
+                tag("cost center/été", "équipe 7 @ hq: a+b=c_d-e.f"),
+                tag("日本", "値\u{3000}二"),
+            ],
+            50,
+        )
+        .unwrap();
+        for bad in [
+            "line\nbreak",
+            "nul\0",
+            "tab\t",
+            "a<b>",
+            "quote\"",
+            "semi;",
+            "bidi\u{202e}",
+        ] {
+            assert!(
+                matches!(
+                    validate_tags(&[tag(bad, "v")], 50),
+                    Err(KmsError::TagException(_))
+                ),
+                "key {bad:?}"
+            );
+            assert!(
+                matches!(
+                    validate_tags(&[tag("k", bad)], 50),
+                    Err(KmsError::TagException(_))
+                ),
+                "value {bad:?}"
+            );
+        }
         assert!(matches!(
             validate_tags(&[tag("AWS:x", "v")], 50),
             Err(KmsError::TagException(_))
