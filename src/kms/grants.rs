@@ -52,6 +52,17 @@ pub struct CreateGrantInput {
 
 /// Whether `arn` is a principal a grant can name.
 fn is_grant_principal(arn: &str) -> bool {
+    // AWS's constraint on GranteePrincipal and RetiringPrincipal: 1 to 256
+    // characters of `[\w+=,.@:/-]`. No wildcard, control or bidi character
+    // reaches the key owner's grant lists, trail or history, and no grantee
+    // can make them megabytes long.
+    if arn.len() > 256
+        || !arn
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@:/-".contains(&b))
+    {
+        return false;
+    }
     if let Some(rest) = arn.strip_prefix("arn:aws:sts::") {
         return rest.split_once(':').is_some_and(|(acct, res)| {
             super::is_account_id(acct)

@@ -1711,6 +1711,14 @@ async fn create_grant_validates_its_arguments() {
         "arn:aws:iam::123456789012:user/",
         "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
         "*",
+        // AWS's alphabet and length: no wildcard, control or bidi
+        // character, nothing longer than 256.
+        &user_arn(&w.b, "*"),
+        &user_arn(&w.b, "svc\n"),
+        &user_arn(&w.b, "s\u{0}vc"),
+        &user_arn(&w.b, "a\u{202e}b"),
+        &role_arn(&w.b, "x\u{1b}[2J"),
+        &user_arn(&w.b, &"a".repeat(256)),
     ] {
         invalid(
             create_grant(
@@ -1735,8 +1743,11 @@ async fn create_grant_validates_its_arguments() {
             grantee,
         );
     }
-    // Every principal kind is accepted.
+    // Every principal kind is accepted, up to 256 characters.
+    let longest = user_arn(&w.b, &"a".repeat(225));
+    assert_eq!(longest.len(), 256);
     for grantee in [
+        longest,
         root_arn(&w.b),
         user_arn(&w.b, "svc"),
         w.role.clone(),
@@ -1811,7 +1822,7 @@ async fn create_grant_validates_its_arguments() {
     }
     // None of these was stored.
     let listed = list_grants(&mut owner, list_req(&w.key_id)).await.unwrap();
-    assert_eq!(listed.grants.len(), 4);
+    assert_eq!(listed.grants.len(), 5);
 
     // An unknown key; a disabled key.
     assert_err(
