@@ -144,14 +144,25 @@ impl Kms {
         Ok(report)
     }
 
-    /// GetKeyConfigurationHistory: every version, or the one in force at
-    /// `as_of`. Works after the key was destroyed.
+    /// GetKeyConfigurationHistory: the versions, a page at a time (at most
+    /// `limit`, and no more than [`HISTORY_PAGE_BYTES`] of configurations
+    /// past the first), or the one in force at `as_of`. Works after the
+    /// key was destroyed.
     pub async fn key_configuration_history(
         &self,
         caller: &Caller,
         key_id: &str,
         as_of: Option<Timestamp>,
-    ) -> Result<(String, Vec<(u64, Timestamp, String)>)> {
+        limit: Option<i32>,
+        marker: Option<&str>,
+    ) -> Result<HistoryPage> {
+        let limit = paging::limit(limit, 100, 1000)?;
+        let after = match paging::position(marker)? {
+            None => 0,
+            Some(s) => s.parse::<u64>().map_err(|_| {
+                KmsError::InvalidMarkerException(format!("marker '{s}' is not valid"))
+            })?,
+        };
         let (account, id) = match self.parse_key_ref(key_id)? {
             KeyRef::Id(id) => (caller.account_id.clone(), id),
             KeyRef::KeyArn { account_id, id } => (account_id, id),
@@ -160,8 +171,8 @@ impl Kms {
         let arn = self.key_arn(&account, id);
         self.authorize_identity(caller, "audit:GetKeyConfigurationHistory", &arn)
             .await?;
-        let rows = self.store.key_config_history(id).await?;
-        let visible = rows.first().is_some_and(|(_, a, _, _)| {
+        let first = self.store.key_config_history(id, 0, 1).await?;
+        let visible = first.first().is_some_and(|(_, a, _, _)| {
             *a == account && (caller.is_operator() || *a == caller.account_id)
         });
         if !visible {
@@ -169,22 +180,61 @@ impl Kms {
                 "Key '{arn}' has no configuration history"
             )));
         }
-        let mut versions: Vec<(u64, Timestamp, String)> =
-            rows.into_iter().map(|(v, _, t, c)| (v, t, c)).collect();
         if let Some(t) = as_of {
-            let current = versions
-                .iter()
-                .rev()
-                .find(|(_, changed, _)| *changed <= t)
-                .cloned();
-            versions = current.into_iter().collect();
-            if versions.is_empty() {
+            let Some((v, _, changed, config)) = self.store.key_config_at(id, t).await? else {
                 return Err(KmsError::NotFoundException(format!(
                     "Key '{arn}' did not exist at {}",
                     t.to_rfc3339()
                 )));
-            }
+            };
+            return Ok(HistoryPage {
+                key_arn: arn,
+                versions: vec![(v, changed, config)],
+                next_marker: None,
+            });
         }
-        Ok((arn, versions))
+        let rows = self.store.key_config_history(id, after, limit + 1).await?;
+        let mut versions = Vec::new();
+        let mut bytes = 0usize;
+        let mut more = false;
+        for (v, _, changed, config) in rows {
+            if versions.len() == limit
+                || (!versions.is_empty() && bytes + config.len() > HISTORY_PAGE_BYTES)
+            {
+                more = true;
+                break;
+            }
+            bytes += config.len();
+            versions.push((v, changed, config));
+        }
+        let next_marker = more
+            .then(|| {
+                versions
+                    .last()
+                    .map(|(v, _, _)| paging::marker(&v.to_string()))
+            })
+            .flatten();
+        Ok(HistoryPage {
+            key_arn: arn,
+            versions,
+            next_marker,
+        })
     }
+}
+
+/// Configuration bytes past which a page of history stops (it always holds
+/// one version): a key's history grows by a whole configuration, grants and
+/// policy included, with every change, so pages are bounded by size as
+/// well as by count, well under gRPC's 4 MiB default message limit.
+pub const HISTORY_PAGE_BYTES: usize = 1024 * 1024;
+
+/// A page of a key's configuration history.
+#[derive(Debug, Clone)]
+pub struct HistoryPage {
+    /// The key's ARN.
+    pub key_arn: String,
+    /// (version, time of the change, configuration JSON), oldest first.
+    pub versions: Vec<(u64, Timestamp, String)>,
+    /// Where the next page starts, if there is one.
+    pub next_marker: Option<String>,
 }

@@ -413,11 +413,20 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_anchor(&self) -> Result<Option<(u64, Vec<u8>)>>;
     /// Deletes events older than `before`, recording the hash at the cut.
     async fn prune_audit(&self, before: Timestamp) -> Result<usize>;
-    /// A key's configuration versions: (version, account, time, JSON).
+    /// A key's configuration versions after `after`, oldest first, at most
+    /// `limit`: (version, account, time, JSON).
     async fn key_config_history(
         &self,
         key_id: Uuid,
+        after: u64,
+        limit: usize,
     ) -> Result<Vec<(u64, String, Timestamp, String)>>;
+    /// The configuration version of a key in force at `at`, if it existed.
+    async fn key_config_at(
+        &self,
+        key_id: Uuid,
+        at: Timestamp,
+    ) -> Result<Option<(u64, String, Timestamp, String)>>;
 
     /// Records that the code of `step` was used, if no code of that step or
     /// a later one was; returns false for a replayed code.

@@ -2217,17 +2217,46 @@ impl Store for SqliteStore {
     async fn key_config_history(
         &self,
         key_id: Uuid,
+        after: u64,
+        limit: usize,
     ) -> Result<Vec<(u64, String, Timestamp, String)>> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |c| {
             let mut st = c.prepare_cached(
-                "SELECT version, account_id, changed_ms, config FROM key_config_history WHERE key_id = ?1 ORDER BY version",
+                "SELECT version, account_id, changed_ms, config FROM key_config_history \
+                 WHERE key_id = ?1 AND version > ?2 ORDER BY version LIMIT ?3",
             )?;
-            collect(st.query_map([key_id.to_string()], |r| {
-                Ok((u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0), r.get(1)?, ts(r.get(2)?), r.get(3)?))
-            })?)
+            collect(st.query_map(params![key_id.to_string(), after, limit], config_row)?)
         })
         .await
     }
+
+    async fn key_config_at(
+        &self,
+        key_id: Uuid,
+        at: Timestamp,
+    ) -> Result<Option<(u64, String, Timestamp, String)>> {
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT version, account_id, changed_ms, config FROM key_config_history \
+                 WHERE key_id = ?1 AND changed_ms <= ?2 ORDER BY version DESC LIMIT 1",
+            )?
+            .query_row(params![key_id.to_string(), at.0], config_row)
+            .optional()?)
+        })
+        .await
+    }
+}
+
+/// One row of `key_config_history`: (version, account, time, JSON).
+fn config_row(r: &Row<'_>) -> rusqlite::Result<(u64, String, Timestamp, String)> {
+    Ok((
+        u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+        r.get(1)?,
+        ts(r.get(2)?),
+        r.get(3)?,
+    ))
 }
 
 fn not_found(id: Uuid) -> KmsError {

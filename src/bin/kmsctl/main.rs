@@ -1578,16 +1578,29 @@ async fn run_audit(cmd: AuditCmd, mut audit: AuditClient) -> anyhow::Result<()> 
             }
         }
         AuditCmd::History { key, as_of } => {
-            let r = audit
-                .get_key_configuration_history(pb::GetKeyConfigurationHistoryRequest {
-                    key_id: key,
-                    as_of: as_of.as_deref().map(parse_time).transpose()?,
-                })
-                .await?
-                .into_inner();
-            let versions: Vec<Value> = r
-                .versions
+            let as_of = as_of.as_deref().map(parse_time).transpose()?;
+            // Every page; the ARN is the same on each.
+            let all = all_pages(|marker| {
+                let (mut audit, key_id, as_of) = (audit.clone(), key.clone(), as_of.clone());
+                async move {
+                    let r = audit
+                        .get_key_configuration_history(pb::GetKeyConfigurationHistoryRequest {
+                            key_id,
+                            as_of,
+                            limit: None,
+                            marker,
+                        })
+                        .await?
+                        .into_inner();
+                    let (next, truncated) = (r.next_marker.clone(), r.truncated);
+                    Ok((vec![r], next, truncated))
+                }
+            })
+            .await?;
+            let key_arn = all.first().map(|r| r.key_arn.clone()).unwrap_or_default();
+            let versions: Vec<Value> = all
                 .iter()
+                .flat_map(|r| r.versions.iter())
                 .map(|v| {
                     json!({
                         "Version": v.version,
@@ -1596,7 +1609,7 @@ async fn run_audit(cmd: AuditCmd, mut audit: AuditClient) -> anyhow::Result<()> 
                     })
                 })
                 .collect();
-            print(&json!({"KeyArn": r.key_arn, "Versions": versions}))
+            print(&json!({"KeyArn": key_arn, "Versions": versions}))
         }
         AuditCmd::Export => {
             let mut pages = Vec::new();

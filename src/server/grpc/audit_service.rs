@@ -153,12 +153,21 @@ impl AuditService for Handler {
             "GetKeyConfigurationHistory",
             req,
             |kms, caller, r| async move {
-                let (arn, versions) = kms
-                    .key_configuration_history(&caller, &r.key_id, ts(r.as_of.as_ref()))
+                let page = kms
+                    .key_configuration_history(
+                        &caller,
+                        &r.key_id,
+                        ts(r.as_of.as_ref()),
+                        r.limit,
+                        r.marker.as_deref(),
+                    )
                     .await?;
                 Ok(pb::GetKeyConfigurationHistoryResponse {
-                    key_arn: arn,
-                    versions: versions
+                    key_arn: page.key_arn,
+                    truncated: page.next_marker.is_some(),
+                    next_marker: page.next_marker,
+                    versions: page
+                        .versions
                         .into_iter()
                         .map(|(version, changed, configuration)| pb::KeyConfiguration {
                             version,
