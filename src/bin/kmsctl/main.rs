@@ -1581,7 +1581,7 @@ async fn run_audit(cmd: AuditCmd, mut audit: AuditClient) -> anyhow::Result<()> 
             let as_of = as_of.as_deref().map(parse_time).transpose()?;
             // Every page; the ARN is the same on each.
             let all = all_pages(|marker| {
-                let (mut audit, key_id, as_of) = (audit.clone(), key.clone(), as_of.clone());
+                let (mut audit, key_id) = (audit.clone(), key.clone());
                 async move {
                     let r = audit
                         .get_key_configuration_history(pb::GetKeyConfigurationHistoryRequest {
