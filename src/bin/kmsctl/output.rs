@@ -57,7 +57,10 @@ pub fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
 pub fn printable(s: &str) -> String {
     let hostile = |c: char| {
         c.is_control()
-            || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}')
+            || matches!(
+                c,
+                '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{2028}' | '\u{2029}'
+            )
             || ('\u{202A}'..='\u{202E}').contains(&c)
             || ('\u{2066}'..='\u{2069}').contains(&c)
     };
@@ -244,6 +247,8 @@ mod tests {
             printable("a\u{1b}[2Jb\nc\u{202e}d\u{200f}"),
             "a\\u{1b}[2Jb\\nc\\u{202e}d\\u{200f}"
         );
+        // The line and paragraph separators break lines in some terminals.
+        assert_eq!(printable("a\u{2028}b\u{2029}"), "a\\u{2028}b\\u{2029}");
         let table = render_table(&serde_json::json!({"Description": "x\u{1b}[1A\rState: Enabled"}));
         assert!(
             !table.contains('\u{1b}') && !table.contains('\r'),
