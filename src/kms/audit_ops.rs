@@ -72,12 +72,7 @@ impl Kms {
         marker: Option<&str>,
     ) -> Result<(Vec<(u64, String)>, Option<String>)> {
         let limit = paging::limit(limit, 50, 1000)?;
-        let before = match paging::position(marker)? {
-            None => None,
-            Some(s) => Some(s.parse::<u64>().map_err(|_| {
-                KmsError::InvalidMarkerException(format!("marker '{s}' is not valid"))
-            })?),
-        };
+        let before = paging::numeric_position::<u64>(marker)?;
         if let Some(o) = &filter.outcome
             && crate::audit::Outcome::parse(o).is_none()
         {
@@ -157,12 +152,7 @@ impl Kms {
         marker: Option<&str>,
     ) -> Result<HistoryPage> {
         let limit = paging::limit(limit, 100, 1000)?;
-        let after = match paging::position(marker)? {
-            None => 0,
-            Some(s) => s.parse::<u64>().map_err(|_| {
-                KmsError::InvalidMarkerException(format!("marker '{s}' is not valid"))
-            })?,
-        };
+        let after = paging::numeric_position::<u64>(marker)?.unwrap_or(0);
         let (account, id) = match self.parse_key_ref(key_id)? {
             KeyRef::Id(id) => (caller.account_id.clone(), id),
             KeyRef::KeyArn { account_id, id } => (account_id, id),

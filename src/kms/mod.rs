@@ -417,6 +417,16 @@ pub(crate) mod paging {
         String::from_utf8(bytes).map(Some).map_err(|_| bad())
     }
 
+    /// Decodes a marker whose position is a number (a sequence or version).
+    pub fn numeric_position<N: std::str::FromStr>(marker: Option<&str>) -> Result<Option<N>> {
+        match position(marker)? {
+            None => Ok(None),
+            Some(s) => s.parse::<N>().map(Some).map_err(|_| {
+                KmsError::InvalidMarkerException(format!("marker '{s}' is not valid"))
+            }),
+        }
+    }
+
     /// A page: the items, and the marker for the next page if there is one.
     /// `items` must have been fetched with `limit + 1`.
     pub fn page<T>(

@@ -184,12 +184,7 @@ impl Kms {
         marker: Option<&str>,
     ) -> Result<(Vec<KeyVersion>, Option<String>)> {
         let limit = paging::limit(limit, 100, 1000)?;
-        let after = match paging::position(marker)? {
-            None => 1,
-            Some(s) => s.parse::<u32>().map_err(|_| {
-                KmsError::InvalidMarkerException(format!("marker '{s}' is not valid"))
-            })?,
-        };
+        let after = paging::numeric_position::<u32>(marker)?.unwrap_or(1);
         let key = self
             .resolve_key_only(caller, key_id, "ListKeyRotations")
             .await?;
