@@ -495,6 +495,21 @@ impl Kms {
         action: &str,
         resource: &str,
     ) -> Result<()> {
+        self.authorize_identity_unless_denied(caller, action, resource, false)
+            .await
+    }
+
+    /// [`Self::authorize_identity`] for an action `caller` may take without
+    /// an Allow when `implicit` (a user managing its own credentials): an
+    /// explicit Deny still refuses it, so that a Deny-all policy
+    /// quarantines a user, who cannot then mint itself new credentials.
+    pub(crate) async fn authorize_identity_unless_denied(
+        &self,
+        caller: &Caller,
+        action: &str,
+        resource: &str,
+        implicit: bool,
+    ) -> Result<()> {
         let principal = principal_info(caller);
         let context = self.conditions(caller, None);
         let ids = combine(self.identity_policies(caller).await?.iter().map(|p| {
@@ -513,7 +528,7 @@ impl Kms {
                 "with an explicit deny in an identity-based policy",
             ));
         }
-        if caller.is_root() || ids.allow {
+        if implicit || caller.is_root() || ids.allow {
             return Ok(());
         }
         Err(denial(

@@ -48,27 +48,26 @@ impl Kms {
     }
 
     /// Whether `caller` may perform `iam:<action>` on the user `target`
-    /// (`None`: the account's user list). A user may always manage its own
-    /// access keys; anything else needs the account's root or an identity
-    /// policy that allows it.
+    /// (`None`: the account's user list). A user may manage its own access
+    /// keys without an Allow, unless an identity policy denies it; anything
+    /// else needs the account's root or an identity policy that allows it.
     async fn authorize_iam(
         &self,
         caller: &Caller,
         action: &str,
         target: Option<&str>,
     ) -> Result<()> {
-        if let (Principal::User { name }, Some(t)) = (&caller.principal, target)
-            && action.contains("AccessKey")
-            && name.eq_ignore_ascii_case(t)
-        {
-            return Ok(());
-        }
+        let own_keys = matches!(
+            (&caller.principal, target),
+            (Principal::User { name }, Some(t))
+                if action.contains("AccessKey") && name.eq_ignore_ascii_case(t)
+        );
         let resource = format!(
             "arn:aws:iam::{}:user/{}",
             caller.account_id,
             target.unwrap_or("*")
         );
-        self.authorize_identity(caller, &format!("iam:{action}"), &resource)
+        self.authorize_identity_unless_denied(caller, &format!("iam:{action}"), &resource, own_keys)
             .await
     }
 

@@ -392,6 +392,11 @@ impl Kms {
         let Principal::User { name } = &caller.principal else {
             return Err(KmsError::validation("only a user can enrol an MFA device"));
         };
+        // Its own device needs no Allow, but a Deny refuses it: a
+        // quarantined user must not enrol a device of its choosing.
+        let user_arn = self.iam_arn(&caller.account_id, "user", name);
+        self.authorize_identity_unless_denied(caller, "iam:EnableMFADevice", &user_arn, true)
+            .await?;
         let secret = crate::crypto::Secret::<20>::random()?;
         let serial = self.iam_arn(&caller.account_id, "mfa", name);
         let totp = totp_for(

@@ -1025,6 +1025,36 @@ async fn no_privilege_escalation() {
     })
     .await
     .expect("DeleteAccessKey for herself");
+    // Unless a Deny says otherwise: a Deny-all policy quarantines her, and
+    // she can then neither mint herself credentials nor enrol a device.
+    put_user_policy(&d, &d.admin, "ursula", "quarantine", &deny_identity("*"))
+        .await
+        .unwrap();
+    assert_err(
+        uiam.create_access_key(pb::CreateAccessKeyRequest { user_name: None })
+            .await,
+        Code::PermissionDenied,
+        "AccessDeniedException",
+    );
+    assert_err(
+        uiam.list_access_keys(pb::ListAccessKeysRequest { user_name: None })
+            .await,
+        Code::PermissionDenied,
+        "AccessDeniedException",
+    );
+    assert_err(
+        enable_mfa(&d, &ursula).await,
+        Code::PermissionDenied,
+        "AccessDeniedException",
+    );
+    d.identity_client(&d.admin)
+        .await
+        .delete_user_policy(pb::DeletePrincipalPolicyRequest {
+            principal_name: "ursula".into(),
+            policy_name: "quarantine".into(),
+        })
+        .await
+        .unwrap();
 
     // The admin may.
     put_user_policy(&d, &d.admin, "ursula", "all", &allow_identity("kms:*"))
