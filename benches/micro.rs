@@ -303,6 +303,8 @@ fn encrypt_event() -> AuditRecord {
         error_code: String::new(),
         pending_deletion_key: None,
         destination_encryption_context: None,
+        parameters: Default::default(),
+        response: Default::default(),
     }
 }
 

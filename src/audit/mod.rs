@@ -106,6 +106,10 @@ pub struct AuditRecord {
     pub error_code: String,
     /// The key pending deletion the call tried to use, if any.
     pub pending_deletion_key: Option<String>,
+    /// What an IAM call acted on, by CloudTrail's parameter names.
+    pub parameters: BTreeMap<String, String>,
+    /// What an IAM call issued (an access key id), by CloudTrail's names.
+    pub response: BTreeMap<String, String>,
 }
 
 impl AuditRecord {
@@ -150,15 +154,32 @@ impl AuditRecord {
         );
         w.key("requestID").string(&self.request_id);
         w.key("requestParameters").open();
+        // The contexts and the IAM parameters, all in byte order.
+        let mut entries: Vec<(&str, Param<'_>)> = Vec::with_capacity(2 + self.parameters.len());
         match &self.destination_encryption_context {
             Some(destination) => {
-                w.key("destinationEncryptionContext").context(destination);
-                w.key("sourceEncryptionContext")
-                    .context(&self.encryption_context);
+                entries.push(("destinationEncryptionContext", Param::Context(destination)));
+                entries.push((
+                    "sourceEncryptionContext",
+                    Param::Context(&self.encryption_context),
+                ));
             }
-            None => {
-                w.key("encryptionContext").context(&self.encryption_context);
-            }
+            None => entries.push((
+                "encryptionContext",
+                Param::Context(&self.encryption_context),
+            )),
+        }
+        entries.extend(
+            self.parameters
+                .iter()
+                .map(|(k, v)| (k.as_str(), Param::Text(v))),
+        );
+        entries.sort_by(|a, b| a.0.cmp(b.0));
+        for (name, p) in entries {
+            match p {
+                Param::Context(c) => w.key(name).context(c),
+                Param::Text(t) => w.key(name).string(t),
+            };
         }
         w.close();
         w.key("resources").open_array();
@@ -171,6 +192,13 @@ impl AuditRecord {
             w.close();
         }
         w.close_array();
+        if !self.response.is_empty() {
+            w.key("responseElements").open();
+            for (k, v) in &self.response {
+                w.key(k).string(v);
+            }
+            w.close();
+        }
         w.key("sourceIPAddress").string(&self.source_ip);
         w.key("userIdentity").open();
         w.key("accessKeyId").string(&self.access_key_id);
@@ -188,6 +216,12 @@ impl AuditRecord {
         w.close();
         w.finish()
     }
+}
+
+/// A value in `requestParameters`.
+enum Param<'a> {
+    Context(&'a BTreeMap<String, String>),
+    Text(&'a str),
 }
 
 /// The account field of an ARN.
@@ -374,6 +408,8 @@ impl AuditRecord {
             outcome: Outcome::Allowed,
             error_code: String::new(),
             pending_deletion_key: None,
+            parameters: Default::default(),
+            response: Default::default(),
         }
     }
 }
@@ -451,6 +487,12 @@ mod tests {
         if let Some(k) = &r.pending_deletion_key {
             v["pendingDeletionUse"] = json!({"keyArn": k, "attempt": attempt});
         }
+        for (k, p) in &r.parameters {
+            v["requestParameters"][k] = json!(p);
+        }
+        if !r.response.is_empty() {
+            v["responseElements"] = json!(r.response);
+        }
         v.to_string()
     }
 
@@ -497,6 +539,17 @@ mod tests {
                 (i % 3 == 2).then(|| BTreeMap::from([(format!("{s}d"), (*s).to_owned())]));
             r.account_id = (*s).to_owned();
             r.time = Timestamp(1_700_000_000_000 + i64::try_from(i).unwrap() * 1_234_567);
+            // IAM parameters sort among the contexts: before, between and
+            // after them.
+            if i % 2 == 0 {
+                r.parameters = BTreeMap::from([
+                    ("accessKeyId".into(), (*s).to_owned()),
+                    ("roleArn".into(), format!("arn:{s}")),
+                    ("userName".into(), (*s).to_owned()),
+                    ("encryptionContextX".into(), (*s).to_owned()),
+                ]);
+                r.response = BTreeMap::from([("accessKeyId".into(), format!("ASIA{s}"))]);
+            }
             cases.push(r);
         }
         let mut empty = record();

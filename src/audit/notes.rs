@@ -23,6 +23,13 @@ pub struct Notes {
     pub grant_id: Option<String>,
     /// A key pending deletion the call tried to use.
     pub pending_deletion_key: Option<String>,
+    /// What an IAM call acted on (`userName`, `roleArn`, ...), as
+    /// CloudTrail's `requestParameters` name it. Never a secret.
+    pub parameters: BTreeMap<String, String>,
+    /// What an IAM call issued that later events name (the access key id
+    /// of new credentials), as CloudTrail's `responseElements`. Never a
+    /// secret or a session token.
+    pub response: BTreeMap<String, String>,
 }
 
 tokio::task_local! {
@@ -69,6 +76,21 @@ pub fn destination_context(ctx: &EncryptionContext) {
 /// A grant allowed the call.
 pub fn grant(id: &str) {
     with(|n| n.grant_id = Some(id.to_owned()));
+}
+
+/// What the call acted on, e.g. `("userName", "alice")`; never a secret.
+pub fn parameter(name: &str, value: &str) {
+    with(|n| {
+        n.parameters.insert(name.to_owned(), value.to_owned());
+    });
+}
+
+/// What the call issued that later events name, e.g. the access key id of
+/// new credentials; never a secret or a token.
+pub fn response(name: &str, value: &str) {
+    with(|n| {
+        n.response.insert(name.to_owned(), value.to_owned());
+    });
 }
 
 /// The call tried to use a key pending deletion.

@@ -127,6 +127,8 @@ impl Kms {
             error_code: String::new(),
             pending_deletion_key: None,
             destination_encryption_context: None,
+            parameters: Default::default(),
+            response: Default::default(),
         })
         .await
     }

@@ -57,6 +57,9 @@ impl Kms {
         action: &str,
         target: Option<&str>,
     ) -> Result<()> {
+        if let Some(t) = target {
+            crate::audit::notes::parameter("userName", t);
+        }
         let own_keys = matches!(
             (&caller.principal, target),
             (Principal::User { name }, Some(t))
@@ -219,6 +222,8 @@ impl Kms {
         self.store
             .create_access_key(record.clone(), self.settings.max_access_keys_per_user)
             .await?;
+        // The id only: later events name it as the caller's key.
+        crate::audit::notes::response("accessKeyId", &record.access_key_id);
         Ok(AccessKeyCreated { record, secret })
     }
 
@@ -229,6 +234,7 @@ impl Kms {
         access_key_id: &str,
         user_name: Option<&str>,
     ) -> Result<()> {
+        crate::audit::notes::parameter("accessKeyId", access_key_id);
         let owner = self.key_owner(caller, user_name, "DeleteAccessKey").await?;
         let not_found = || {
             KmsError::NotFoundException(format!(

@@ -534,6 +534,8 @@ impl Kms {
         };
         validate_name("role name", &role_name, 64)?;
         let arn_for_errors = self.iam_arn(&account_id, "role", &role_name);
+        crate::audit::notes::parameter("roleArn", &arn_for_errors);
+        crate::audit::notes::parameter("roleSessionName", session_name);
         let denied = || {
             KmsError::AccessDeniedException(format!(
                 "User: {} is not authorized to perform: sts:AssumeRole on resource: {arn_for_errors}",
@@ -617,6 +619,9 @@ impl Kms {
                 created: now,
             })
             .await?;
+        // The session's key id (never its secret or token): the session's
+        // own events carry it, so the trail leads back to who assumed it.
+        crate::audit::notes::response("accessKeyId", &access_key_id);
         Ok(AssumedRole {
             access_key_id,
             secret,

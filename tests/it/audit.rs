@@ -2607,3 +2607,68 @@ async fn after_everything_is_pruned_the_chain_goes_on_from_the_cut() {
     assert_eq!(seen[1].request_id, *new_ids.last().unwrap());
     assert_eq!(seen[1].sequence, (last.seq + calls + 1) as u64);
 }
+
+/// IAM events say what they acted on and which credentials they issued, as
+/// CloudTrail's do: a CreateAccessKey event names the user and the new key
+/// id, and an AssumeRole event the role, the session name and the session's
+/// key id, which the session's own events carry, so the trail leads from
+/// anything a session did back to who assumed the role. Never a secret or a
+/// session token.
+#[tokio::test]
+async fn iam_events_name_their_target_and_the_credentials_they_issue() {
+    let d = TestDaemon::start().await;
+    let acct = d.admin.account_id.clone();
+    let mut a = audit(&d, &d.admin).await;
+    let alice = new_user(&d, &d.admin, "alice").await;
+    let (r, id) = answered(
+        d.identity_client(&d.admin)
+            .await
+            .create_access_key(pb::CreateAccessKeyRequest {
+                user_name: Some("alice".into()),
+            })
+            .await,
+    );
+    let created = r.unwrap().access_key.unwrap();
+    let v = body(&event_of(&mut a, "CreateAccessKey", &id).await);
+    assert_eq!(v["requestParameters"]["userName"], "alice", "{v}");
+    assert_eq!(v["responseElements"]["accessKeyId"], created.access_key_id);
+    assert!(!v.to_string().contains(created.secret_access_key.as_str()));
+
+    create_role(
+        &d,
+        &d.admin,
+        "app",
+        &trust_policy(&[&user_arn(&acct, "alice")]),
+        None,
+    )
+    .await
+    .unwrap();
+    let (r, id) = answered(
+        d.identity_client(&alice)
+            .await
+            .assume_role(pb::AssumeRoleRequest {
+                role_arn: "app".into(),
+                role_session_name: "night-shift".into(),
+                duration_seconds: None,
+                token_code: None,
+            })
+            .await,
+    );
+    let session = SessionCreds::of(&r.unwrap());
+    let v = body(&event_of(&mut a, "AssumeRole", &id).await);
+    assert_eq!(v["userIdentity"]["arn"], user_arn(&acct, "alice"), "{v}");
+    assert_eq!(v["requestParameters"]["roleArn"], role_arn(&acct, "app"));
+    assert_eq!(v["requestParameters"]["roleSessionName"], "night-shift");
+    assert_eq!(v["responseElements"]["accessKeyId"], session.access_key_id);
+    let text = v.to_string();
+    assert!(!text.contains(session.secret.as_str()));
+    assert!(!text.contains(session.session_token.as_deref().unwrap()));
+
+    // What the session does names the same key id.
+    let (mut s_kms, _) = session_clients(&d, &session).await;
+    let (r, id) = answered(s_kms.create_key(pb::CreateKeyRequest::default()).await);
+    r.unwrap_err();
+    let v = body(&event_of(&mut a, "CreateKey", &id).await);
+    assert_eq!(v["userIdentity"]["accessKeyId"], session.access_key_id);
+    assert!(verify(&mut a).await.valid);
+}

@@ -231,6 +231,8 @@ impl Handler {
             outcome: audit::Outcome::of(error_code),
             error_code: error_code.unwrap_or_default().to_owned(),
             pending_deletion_key: notes.pending_deletion_key,
+            parameters: notes.parameters,
+            response: notes.response,
         }
     }
 }
