@@ -73,6 +73,15 @@ impl Kms {
     ) -> Result<(Vec<(u64, String)>, Option<String>)> {
         let limit = paging::limit(limit, 50, 1000)?;
         let before = paging::numeric_position::<u64>(marker)?;
+        // As CloudTrail refuses one (InvalidTimeRangeException): a range
+        // that ends before it starts is a mistake, not an empty answer.
+        if let (Some(start), Some(end)) = (filter.start, filter.end)
+            && start > end
+        {
+            return Err(KmsError::validation(
+                "start_time must not be after end_time",
+            ));
+        }
         if let Some(o) = &filter.outcome
             && crate::audit::Outcome::parse(o).is_none()
         {

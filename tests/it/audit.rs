@@ -865,6 +865,26 @@ async fn lookup_events_filters_and_pages_newest_first() {
         error_name(&bad_marker.unwrap_err()),
         "InvalidMarkerException"
     );
+    // A range that ends before it starts is refused, not answered empty;
+    // one instant (start = end) is a range.
+    let t = now_ms(&d);
+    assert_err(
+        a.lookup_events(pb::LookupEventsRequest {
+            start_time: Some(at_ms(t)),
+            end_time: Some(at_ms(t - 1)),
+            ..Default::default()
+        })
+        .await,
+        Code::InvalidArgument,
+        "ValidationException",
+    );
+    a.lookup_events(pb::LookupEventsRequest {
+        start_time: Some(at_ms(t)),
+        end_time: Some(at_ms(t)),
+        ..Default::default()
+    })
+    .await
+    .expect("start = end");
     assert_err(
         a.lookup_events(pb::LookupEventsRequest {
             outcome: Some(99),
