@@ -154,32 +154,24 @@ impl AuditRecord {
         );
         w.key("requestID").string(&self.request_id);
         w.key("requestParameters").open();
-        // The contexts and the IAM parameters, all in byte order.
-        let mut entries: Vec<(&str, Param<'_>)> = Vec::with_capacity(2 + self.parameters.len());
-        match &self.destination_encryption_context {
-            Some(destination) => {
-                entries.push(("destinationEncryptionContext", Param::Context(destination)));
-                entries.push((
-                    "sourceEncryptionContext",
-                    Param::Context(&self.encryption_context),
-                ));
+        // The contexts and the IAM parameters, merged in byte order; both
+        // are sorted already, so nothing is collected (this runs per call).
+        let contexts = match &self.destination_encryption_context {
+            Some(destination) => [
+                Some(("destinationEncryptionContext", destination)),
+                Some(("sourceEncryptionContext", &self.encryption_context)),
+            ],
+            None => [Some(("encryptionContext", &self.encryption_context)), None],
+        };
+        let mut params = self.parameters.iter().peekable();
+        for (name, ctx) in contexts.into_iter().flatten() {
+            while let Some((k, v)) = params.next_if(|(k, _)| k.as_str() < name) {
+                w.key(k).string(v);
             }
-            None => entries.push((
-                "encryptionContext",
-                Param::Context(&self.encryption_context),
-            )),
+            w.key(name).context(ctx);
         }
-        entries.extend(
-            self.parameters
-                .iter()
-                .map(|(k, v)| (k.as_str(), Param::Text(v))),
-        );
-        entries.sort_by(|a, b| a.0.cmp(b.0));
-        for (name, p) in entries {
-            match p {
-                Param::Context(c) => w.key(name).context(c),
-                Param::Text(t) => w.key(name).string(t),
-            };
+        for (k, v) in params {
+            w.key(k).string(v);
         }
         w.close();
         w.key("resources").open_array();
@@ -216,12 +208,6 @@ impl AuditRecord {
         w.close();
         w.finish()
     }
-}
-
-/// A value in `requestParameters`.
-enum Param<'a> {
-    Context(&'a BTreeMap<String, String>),
-    Text(&'a str),
 }
 
 /// The account field of an ARN.
