@@ -206,13 +206,13 @@ impl Kms {
             bytes += config.len();
             versions.push((v, changed, config));
         }
-        let next_marker = more
-            .then(|| {
-                versions
-                    .last()
-                    .map(|(v, _, _)| paging::marker(&v.to_string()))
-            })
-            .flatten();
+        let next_marker = if more {
+            versions
+                .last()
+                .map(|(v, _, _)| paging::marker(&v.to_string()))
+        } else {
+            None
+        };
         Ok(HistoryPage {
             key_arn: arn,
             versions,
